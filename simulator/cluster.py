@@ -1,0 +1,168 @@
+"""The random cluster: compute times, fail-stop failures and crashes, drawn once per trial.
+
+A realization is shared by every scheme of a run (common random numbers): worker j's k-th chunk
+computation takes ``step_times[t, j, k]`` whatever chunk it is and whatever scheme runs, so scheme
+comparisons are paired trial by trial. Draws are made in blocks of ``TRIAL_BLOCK`` trials, each
+block from its own named stream, so any split of a run on block boundaries gives the same numbers.
+With ``per: chunk`` every step k has its own stream: a scheme with a larger load only reads more
+steps, it never changes the steps a smaller load reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import config as cfg
+from .streams import TRIAL_BLOCK, generator
+
+
+@dataclass(frozen=True)
+class Realization:
+    """Draws for trials ``first .. first + n - 1``."""
+
+    first: int
+    step_times: np.ndarray  # (n, workers, steps): time of a worker's k-th chunk computation
+    down: np.ndarray  # (n, workers) bool: fail-stop, never starts
+    crash_time: np.ndarray  # (n, workers): when a live worker crashes (inf: never)
+
+    @property
+    def trials(self) -> int:
+        return self.down.shape[0]
+
+    def trial(self, index: int) -> TrialDraw:
+        t = index - self.first
+        return TrialDraw(index, self.step_times[t], self.down[t], self.crash_time[t])
+
+
+@dataclass(frozen=True)
+class TrialDraw:
+    """One trial's realization, as the engines consume it."""
+
+    trial: int
+    step_times: np.ndarray  # (workers, steps)
+    down: np.ndarray  # (workers,)
+    crash_time: np.ndarray  # (workers,)
+
+
+class Sampler:
+    """Draws samples of one configured distribution (empirical data is loaded once)."""
+
+    def __init__(self, dist: cfg.Distribution, source_dir: Path):
+        self.dist = dist
+        self.fast = self.slow = None
+        self.values: np.ndarray | None = None
+        if isinstance(dist, cfg.Bimodal):
+            self.fast = Sampler(dist.fast, source_dir)
+            self.slow = Sampler(dist.slow, source_dir)
+        if isinstance(dist, cfg.Empirical):
+            self.values = load_empirical(source_dir / dist.file, dist.column)
+
+    def draw(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+        d = self.dist
+        match d:
+            case cfg.Deterministic():
+                return np.full(shape, d.value)
+            case cfg.Exponential():
+                return rng.exponential(1.0 / d.rate, shape)
+            case cfg.ShiftedExponential():
+                return d.shift + rng.exponential(1.0 / d.rate, shape)
+            case cfg.Pareto():
+                return d.scale * (1.0 + rng.pareto(d.alpha, shape))  # numpy's pareto is Lomax
+            case cfg.Weibull():
+                return d.scale * rng.weibull(d.shape, shape)
+            case cfg.Lognormal():
+                return rng.lognormal(d.mu, d.sigma, shape)
+            case cfg.Gamma():
+                return rng.gamma(d.shape, d.scale, shape)
+            case cfg.Bimodal():
+                slow = rng.random(shape) < d.p_slow
+                return np.where(slow, self.slow.draw(rng, shape), self.fast.draw(rng, shape))
+            case cfg.Empirical():
+                return rng.choice(self.values, size=shape, replace=True)
+        raise TypeError(f"unknown distribution {d!r}")
+
+
+def load_empirical(path: Path, column: str) -> np.ndarray:
+    """Non-negative finite samples from a CSV or parquet column; ConfigError if unusable."""
+    import pandas as pd
+
+    key = "cluster.compute.file"
+    if not path.is_file():
+        raise cfg.ConfigError([(key, f"empirical data file not found: {path}")])
+    try:
+        if path.suffix in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is the user's file
+        raise cfg.ConfigError([(key, f"cannot read {path}: {exc}")]) from None
+    if column not in frame.columns:
+        raise cfg.ConfigError(
+            [("cluster.compute.column", f"no column {column!r} in {path}; "
+              f"columns: {', '.join(map(str, frame.columns))}")]
+        )
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise cfg.ConfigError(
+            [("cluster.compute.column", f"column {column!r} of {path} must hold non-negative "
+              "finite numbers only")]
+        )
+    return values
+
+
+class Cluster:
+    """Draws realizations for an experiment; ``steps`` is how many chunk computations any
+    worker of any scheme may need."""
+
+    def __init__(self, exp: cfg.Experiment, steps: int):
+        self.exp = exp
+        self.workers = exp.cluster.workers
+        self.steps = steps
+        self.sampler = Sampler(exp.cluster.compute, exp.source_dir)
+        slowdown = exp.cluster.slowdown or [1.0] * self.workers
+        self.slowdown = np.asarray(slowdown, dtype=float)
+        self.fixed_down = np.zeros(self.workers, dtype=bool)
+        self.fixed_down[list(exp.cluster.failures.workers)] = True
+
+    def draw(self, first: int, count: int) -> Realization:
+        """Realization of trials ``first .. first+count-1`` (any range; blocks are internal)."""
+        blocks = range(first // TRIAL_BLOCK, (first + count - 1) // TRIAL_BLOCK + 1)
+        parts = [self._draw_block(b) for b in blocks]
+        lo = first - blocks[0] * TRIAL_BLOCK
+        cut = slice(lo, lo + count)
+        return Realization(
+            first=first,
+            step_times=np.concatenate([p[0] for p in parts])[cut],
+            down=np.concatenate([p[1] for p in parts])[cut],
+            crash_time=np.concatenate([p[2] for p in parts])[cut],
+        )
+
+    def _draw_block(self, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        seed, n, m = self.exp.seed, TRIAL_BLOCK, self.workers
+        if self.exp.cluster.compute.per == "worker":
+            per_worker = self.sampler.draw(generator(seed, "compute", block), (n, m))
+            times = np.repeat(per_worker[:, :, None], self.steps, axis=2)
+        else:
+            times = np.empty((n, m, self.steps))
+            for k in range(self.steps):
+                times[:, :, k] = self.sampler.draw(generator(seed, "compute", block, k), (n, m))
+        times *= self.slowdown[None, :, None]
+
+        failures = self.exp.cluster.failures
+        down = generator(seed, "down", block).random((n, m)) < failures.prob
+        down |= self.fixed_down[None, :]
+        if failures.crash_rate > 0:
+            crash = generator(seed, "crash", block).exponential(1.0 / failures.crash_rate, (n, m))
+        else:
+            crash = np.full((n, m), np.inf)
+        return times, down, crash
+
+
+def gradients(exp: cfg.Experiment, trial: int) -> np.ndarray | None:
+    """The per-chunk gradients g_i of one trial (chunks x dim), or None when numerics are off."""
+    if exp.data.gradients == "none":
+        return None
+    return generator(exp.seed, "gradients", trial).standard_normal((exp.chunks, exp.data.dim))

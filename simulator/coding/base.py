@@ -1,0 +1,98 @@
+"""What a protocol is, as the engines see it.
+
+A protocol is planned once per run (``Protocol``: assignment, processing order, code) and plays
+each trial through a ``Trial`` object that reacts to three things: a worker finished a chunk, a
+message reached the PS or a worker, the deadline passed. Each reaction says which messages to send,
+which workers stop computing and whether the PS has decoded. The engine owns time, the network and
+the trace; the protocol owns the math and knows nothing about SimPy. Messages carry real numbers
+(``payload``) when gradients are materialized, and ``None`` otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from .. import config as cfg
+
+PS = -1  #: the parameter server's id in messages and traces
+
+# Message kinds. Control messages (a chunk index) count as size 1.
+CONTROL, UPLOAD, DOWNLOAD = "control", "upload", "download"
+
+
+@dataclass(slots=True)
+class Message:
+    kind: str
+    worker: int  # the worker that sends it (control, upload) or receives it (download)
+    size: int  # floats on the wire
+    chunk: int = -1
+    payload: object = None
+
+
+@dataclass(slots=True)
+class Reaction:
+    send: list[Message] = field(default_factory=list)
+    stop: list[int] = field(default_factory=list)  # workers that stop computing now
+    decoded: bool = False  # the PS has its estimate: the trial ends now
+
+
+NOTHING = Reaction()
+
+
+@dataclass(slots=True)
+class Decoded:
+    """What the PS ends a trial with."""
+
+    estimate: np.ndarray | None  # g_hat (length dim), None when gradients are off
+    chunks_used: int  # chunk computations that entered the estimate
+    cond: float = float("nan")  # worst condition number of a matrix the decoder inverted
+
+
+class Trial:
+    """One trial of one protocol: the workers' and the PS's state, and their reactions."""
+
+    deadline: float | None = None
+
+    def chunk_done(self, worker: int, chunk: int, now: float) -> Reaction:
+        return NOTHING
+
+    def ps_receive(self, msg: Message, now: float) -> Reaction:
+        return NOTHING
+
+    def worker_receive(self, worker: int, msg: Message, now: float) -> Reaction:
+        return NOTHING
+
+    def at_deadline(self, now: float) -> Reaction:
+        return NOTHING
+
+    def result(self) -> Decoded:
+        """The PS's estimate; called once, after it reported ``decoded``."""
+        raise NotImplementedError
+
+
+class Protocol:
+    """A scheme planned for one run: ``orders[j]`` is worker j's chunks in processing order."""
+
+    name: ClassVar[str]
+    exact: ClassVar[bool]
+    """Whether a decoded estimate is the exact gradient (up to floating point)."""
+
+    def __init__(self, spec: cfg._Scheme, exp: cfg.Experiment, label: str):
+        self.spec = spec
+        self.label = label
+        self.workers = exp.cluster.workers
+        self.chunks = exp.chunks
+        self.dim = exp.data.dim
+        self.seed = exp.seed
+        self.orders: list[list[int]] = []
+
+    def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:
+        raise NotImplementedError
+
+    @property
+    def steps(self) -> int:
+        """The most chunk computations any worker may do."""
+        return max(len(order) for order in self.orders)

@@ -1,0 +1,157 @@
+"""``partial_gc``: the partial-straggler protocol (Ramamoorthy, Meng, Girimaji, NeurIPS 2024).
+
+Workers report each finished chunk with a control message, so the PS knows r_i, the number of
+workers that have processed chunk i. Exact decoding with one d/ell upload per worker needs
+r_i >= ell for every chunk; the PS stops waiting at the first instant that holds. It then fixes a
+decoding matrix C (ell x m, Gaussian, drawn once per run) and gives chunk i the encoding
+coefficients A_i = pinv(C[:, R_i]), R_i the workers known to have processed it, so that
+C[:, R_i] A_i = I. Workers receive their coefficients, stop computing and upload
+y_j = sum_i sum_k A_i[j, k] g_i^(k); block k of the gradient is sum_j C[k, j] y_j. No
+interpolation, so the decoder is as well conditioned as the small matrices C[:, R_i].
+
+Approximate mode decodes at the deadline with whatever r_i the PS has (earlier if exact decoding
+becomes possible first): chunks with 0 < r_i < ell are recovered in projection, chunks with
+r_i = 0 are missing, and the coefficient residual is sum_i max(0, ell - r_i).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..streams import generator
+from .assignment import cyclic
+from .base import CONTROL, DOWNLOAD, NOTHING, UPLOAD, Decoded, Message, Protocol, Reaction, Trial
+from .numerics import block_length, join_blocks, split_blocks
+
+
+def coefficients(decoder: np.ndarray, holders: list[list[int]]) -> tuple[list[np.ndarray], float]:
+    """A_i = pinv(C[:, R_i]) for every chunk, and the worst condition number of the C[:, R_i].
+
+    Chunks with no holder get an empty (0 x ell) block. Chunks are batched by |R_i| so the
+    pseudo-inverses are computed as stacks.
+    """
+    ell = decoder.shape[0]
+    out: list[np.ndarray] = [np.zeros((0, ell))] * len(holders)
+    worst = 1.0
+    by_size: dict[int, list[int]] = {}
+    for chunk, rows in enumerate(holders):
+        if rows:
+            by_size.setdefault(len(rows), []).append(chunk)
+    for size, chunks in by_size.items():
+        stack = decoder[:, np.array([holders[c] for c in chunks])]  # (ell, n, size)
+        stack = np.moveaxis(stack, 1, 0)  # (n, ell, size)
+        singular = np.linalg.svd(stack, compute_uv=False)
+        rank = min(ell, size)
+        worst = max(worst, float(np.max(singular[:, 0] / singular[:, rank - 1])))
+        inverses = np.linalg.pinv(stack)  # (n, size, ell)
+        for chunk, inverse in zip(chunks, inverses, strict=True):
+            out[chunk] = inverse
+    return out, worst
+
+
+def residual(counts: np.ndarray, ell: int) -> int:
+    """sum_i max(0, ell - r_i): the rank the coefficients miss; zero exactly when decodable."""
+    return int(np.maximum(0, ell - counts).sum())
+
+
+class PartialTrial(Trial):
+    def __init__(self, protocol: PartialGC, grads: np.ndarray | None):
+        self.protocol = protocol
+        spec = protocol.spec
+        self.ell = spec.ell
+        self.deadline = spec.deadline if spec.mode == "approximate" else None
+        self.blocks = None if grads is None else split_blocks(grads, self.ell)
+        self.counts = np.zeros(protocol.chunks, dtype=np.int64)  # r_i as the PS knows it
+        self.known: list[list[int]] = [[] for _ in range(protocol.chunks)]
+        self.short = protocol.chunks  # chunks with r_i < ell
+        self.planned = False
+        self.expected: set[int] = set()  # workers whose upload the PS waits for
+        self.uploads: dict[int, np.ndarray | None] = {}
+        self.plan: dict[int, tuple[list[int], np.ndarray]] = {}  # worker -> chunks, coefficients
+        self.cond = float("nan")
+        self.used = 0
+
+    # worker side ---------------------------------------------------------------------------
+
+    def chunk_done(self, worker: int, chunk: int, now: float) -> Reaction:
+        return Reaction(send=[Message(CONTROL, worker, 1, chunk=chunk)])
+
+    def worker_receive(self, worker: int, msg: Message, now: float) -> Reaction:
+        chunks, coefs = msg.payload
+        payload = None
+        if self.blocks is not None:
+            payload = np.einsum("ck,ckb->b", coefs, self.blocks[chunks])
+        size = block_length(self.protocol.dim, self.ell)
+        return Reaction(send=[Message(UPLOAD, worker, size, payload=payload)], stop=[worker])
+
+    # PS side -------------------------------------------------------------------------------
+
+    def ps_receive(self, msg: Message, now: float) -> Reaction:
+        if msg.kind == CONTROL:
+            if self.planned:
+                return NOTHING
+            self.known[msg.chunk].append(msg.worker)
+            self.counts[msg.chunk] += 1
+            if self.counts[msg.chunk] == self.ell:
+                self.short -= 1
+                if self.short == 0:
+                    return self._plan()
+            return NOTHING
+        self.uploads[msg.worker] = msg.payload
+        return Reaction(decoded=len(self.uploads) == len(self.expected))
+
+    def at_deadline(self, now: float) -> Reaction:
+        return NOTHING if self.planned else self._plan()
+
+    def _plan(self) -> Reaction:
+        """Fix the coefficients from what the PS knows now and send each worker its own."""
+        self.planned = True
+        p = self.protocol
+        coefs, self.cond = coefficients(p.decoder, self.known)
+        per_worker: dict[int, tuple[list[int], list[np.ndarray]]] = {}
+        for chunk, rows in enumerate(self.known):
+            for position, worker in enumerate(rows):
+                chunks, rows_of_a = per_worker.setdefault(worker, ([], []))
+                chunks.append(chunk)
+                rows_of_a.append(coefs[chunk][position])
+        self.used = int(self.counts.sum())
+        send = []
+        for worker in sorted(per_worker):
+            chunks, rows_of_a = per_worker[worker]
+            matrix = np.array(rows_of_a)
+            self.plan[worker] = (chunks, matrix)
+            send.append(Message(DOWNLOAD, worker, matrix.size, payload=(chunks, matrix)))
+        self.expected = set(per_worker)
+        # Nothing processed at all (approximate mode, early deadline): the estimate is zero.
+        return Reaction(send=send, decoded=not self.expected)
+
+    def result(self) -> Decoded:
+        p = self.protocol
+        estimate = None
+        if self.blocks is not None:
+            blocks = np.zeros((self.ell, self.blocks.shape[2]))
+            for worker, upload in self.uploads.items():
+                blocks += np.outer(p.decoder[:, worker], upload)
+            estimate = join_blocks(blocks, p.dim)
+        return Decoded(estimate, chunks_used=self.used, cond=self.cond)
+
+    def coefficient_residual(self) -> int:
+        return residual(self.counts, self.ell)
+
+
+class PartialGC(Protocol):
+    name = "partial_gc"
+    exact = True
+
+    def __init__(self, spec, exp, label):
+        super().__init__(spec, exp, label)
+        self.orders = cyclic(self.workers, spec.load)
+        self.decoder = generator(self.seed, "decoder", label).standard_normal(
+            (spec.ell, self.workers)
+        )
+        if spec.ell == 1:
+            self.decoder = np.abs(self.decoder) + 0.5  # no near-zero weight for any worker
+        self.exact = spec.mode == "exact"
+
+    def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:
+        return PartialTrial(self, grads)

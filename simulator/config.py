@@ -1,0 +1,531 @@
+"""The experiment config: pydantic models of the YAML, loading, ``--set`` overrides, validation.
+
+Every problem a user can make in a config is reported here, before anything runs or is written,
+as one line per problem naming the dotted key path and what was expected (``ConfigError``).
+Structural problems (types, unknown keys, missing values) come from pydantic; semantic ones (a
+load larger than the cluster, a deadline missing in approximate mode) from ``_semantic_problems``.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+# --------------------------------------------------------------------------------------------
+# Errors
+
+
+class ConfigError(Exception):
+    """One or more problems with a config; ``problems`` holds (dotted key, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        self.problems = problems
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        return [f"{key}: {message}" if key else message for key, message in self.problems]
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+
+# --------------------------------------------------------------------------------------------
+# Compute-time distributions
+
+
+class _Dist(Strict):
+    per: Literal["worker", "chunk"] = "worker"
+    """worker: one draw per worker per trial (a slow worker is slow on every chunk);
+    chunk: a fresh draw for every chunk a worker computes."""
+
+
+class Deterministic(_Dist):
+    dist: Literal["deterministic"]
+    value: NonNegFloat
+
+
+class Exponential(_Dist):
+    dist: Literal["exponential"]
+    rate: PositiveFloat
+
+
+class ShiftedExponential(_Dist):
+    dist: Literal["shifted_exponential"]
+    shift: NonNegFloat
+    rate: PositiveFloat
+
+
+class Pareto(_Dist):
+    dist: Literal["pareto"]
+    scale: PositiveFloat
+    alpha: PositiveFloat
+
+
+class Weibull(_Dist):
+    dist: Literal["weibull"]
+    scale: PositiveFloat
+    shape: PositiveFloat
+
+
+class Lognormal(_Dist):
+    dist: Literal["lognormal"]
+    mu: float
+    sigma: PositiveFloat
+
+
+class Gamma(_Dist):
+    dist: Literal["gamma"]
+    shape: PositiveFloat
+    scale: PositiveFloat
+
+
+class Empirical(_Dist):
+    dist: Literal["empirical"]
+    file: str
+    column: str
+    """Samples are drawn with replacement from this column of a CSV or parquet file (a path
+    relative to the config file)."""
+
+
+class Bimodal(_Dist):
+    dist: Literal["bimodal"]
+    p_slow: Annotated[float, Field(ge=0, le=1)]
+    fast: Distribution
+    slow: Distribution
+
+
+Distribution = Annotated[
+    Union[
+        Deterministic,
+        Exponential,
+        ShiftedExponential,
+        Pareto,
+        Weibull,
+        Lognormal,
+        Gamma,
+        Bimodal,
+        Empirical,
+    ],
+    Field(discriminator="dist"),
+]
+Bimodal.model_rebuild()
+
+DIST_NAMES = [
+    "deterministic", "exponential", "shifted_exponential", "pareto", "weibull", "lognormal",
+    "gamma", "bimodal", "empirical",
+]  # fmt: skip
+
+# --------------------------------------------------------------------------------------------
+# Cluster, data, output
+
+
+class Failures(Strict):
+    prob: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Each worker is down (fail-stop: never starts) independently with this probability."""
+    workers: list[Annotated[int, Field(ge=0)]] = []
+    """These worker ids are down in every trial."""
+    crash_rate: NonNegFloat = 0.0
+    """Rate of the exponential time at which a live worker crashes mid-trial (0: never)."""
+    detect_timeout: NonNegFloat = 0.0
+    """How long after a crash the PS notices it."""
+
+
+class Network(Strict):
+    latency: NonNegFloat = 0.0
+    time_per_float: NonNegFloat = 0.0
+    ps_ingress: Literal["parallel"] = "parallel"
+
+    def delay(self, size: int) -> float:
+        """Time a message of ``size`` floats takes to arrive."""
+        return self.latency + size * self.time_per_float
+
+
+class Cluster(Strict):
+    workers: Annotated[int, Field(ge=1)]
+    compute: Distribution
+    slowdown: list[PositiveFloat] = []
+    """Optional per-worker factors multiplying every compute time (empty: all 1)."""
+    failures: Failures = Failures()
+    network: Network = Network()
+
+
+class Data(Strict):
+    chunks: Annotated[int, Field(ge=1)] | None = None
+    """Number of data chunks N; defaults to the number of workers."""
+    dim: Annotated[int, Field(ge=1)] = 1200
+    gradients: Literal["gaussian", "none"] = "gaussian"
+    """gaussian: materialize iid N(0, 1) chunk gradients and decode real numbers;
+    none: skip numerics (faster; rel_error is NaN)."""
+
+
+class Output(Strict):
+    events_trials: Annotated[int, Field(ge=0)] = 10
+    """Event traces are kept for the first this-many trials only."""
+
+
+# --------------------------------------------------------------------------------------------
+# Schemes: one model per protocol; the ``protocol`` key selects it.
+
+
+class _Scheme(Strict):
+    label: str | None = None
+    """Name of the scheme in outputs (defaults to the protocol name, made unique)."""
+
+
+class UncodedScheme(_Scheme):
+    """Chunks split evenly, no redundancy, the PS waits for every worker."""
+
+    protocol: Literal["uncoded"]
+
+
+class FastestKScheme(_Scheme):
+    """Same split as uncoded; the PS rescales the sum of the first k uploads (approximate)."""
+
+    protocol: Literal["fastest_k"]
+    k: Annotated[int, Field(ge=1)]
+
+
+class _CyclicScheme(_Scheme):
+    load: Annotated[int, Field(ge=1)]
+    ell: Annotated[int, Field(ge=1)] = 1
+
+
+class OriginalGCScheme(_CyclicScheme):
+    """Tandon et al. (ell = 1): a worker uploads one coded vector after finishing all its chunks."""
+
+    protocol: Literal["original_gc"]
+    construction: Literal["random"] = "random"
+    candidates: Annotated[int, Field(ge=1)] = 16
+    """random construction: draw this many codes and keep the best conditioned one."""
+
+
+class PartialGCScheme(_CyclicScheme):
+    """The partial-straggler protocol: processed chunks count even if a worker has not finished."""
+
+    protocol: Literal["partial_gc"]
+    ordering: Literal["natural"] = "natural"
+    mode: Literal["exact", "approximate"] = "exact"
+    deadline: PositiveFloat | None = None
+
+
+Scheme = Annotated[
+    Union[UncodedScheme, FastestKScheme, OriginalGCScheme, PartialGCScheme],
+    Field(discriminator="protocol"),
+]
+
+
+def protocol_names() -> list[str]:
+    """Every protocol name a config may use."""
+    members = typing.get_args(typing.get_args(Scheme)[0])
+    return [typing.get_args(m.model_fields["protocol"].annotation)[0] for m in members]
+
+
+# --------------------------------------------------------------------------------------------
+# The experiment
+
+
+class Experiment(Strict):
+    name: str | None = None
+    seed: Annotated[int, Field(ge=0)] = 0
+    trials: Annotated[int, Field(ge=1)]
+    engine: Literal["des", "auto"] = "auto"
+    cluster: Cluster
+    data: Data = Data()
+    output: Output = Output()
+    schemes: Annotated[list[Scheme], Field(min_length=1)]
+
+    # Where the config came from: relative data paths resolve against it. Not a YAML key.
+    _source_dir: Path = PrivateAttr(default=Path("."))
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Experiment:
+        if self.data.chunks is None:
+            object.__setattr__(self.data, "chunks", self.cluster.workers)
+        return self
+
+    @property
+    def source_dir(self) -> Path:
+        return self._source_dir
+
+    @property
+    def chunks(self) -> int:
+        assert self.data.chunks is not None
+        return self.data.chunks
+
+    def labels(self) -> list[str]:
+        """Scheme labels: the given label, else the protocol name (suffixed #2, #3 if repeated)."""
+        out: list[str] = []
+        for scheme in self.schemes:
+            base = scheme.label or scheme.protocol
+            label, n = base, 1
+            while label in out:
+                n += 1
+                label = f"{base}#{n}"
+            out.append(label)
+        return out
+
+    def resolved(self) -> dict[str, Any]:
+        """The config with every default filled in, as plain data (what ``config.yaml`` holds)."""
+        data = self.model_dump(mode="json")
+        data["name"] = self.name
+        for scheme, label in zip(data["schemes"], self.labels(), strict=True):
+            scheme["label"] = label
+        return data
+
+
+# --------------------------------------------------------------------------------------------
+# Semantic checks: things a type cannot say.
+
+
+def _semantic_problems(exp: Experiment) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    m, n = exp.cluster.workers, exp.chunks
+    cluster = exp.cluster
+    if cluster.slowdown and len(cluster.slowdown) != m:
+        problems.append(
+            ("cluster.slowdown", f"expected one factor per worker ({m}), got {len(cluster.slowdown)}")
+        )
+    for i, w in enumerate(cluster.failures.workers):
+        if w >= m:
+            problems.append(
+                (f"cluster.failures.workers.{i}", f"worker id {w} is out of range 0..{m - 1}")
+            )
+    problems += _distribution_problems(cluster.compute, "cluster.compute", nested=False)
+
+    labels = [s.label for s in exp.schemes if s.label is not None]
+    for i, scheme in enumerate(exp.schemes):
+        key = f"schemes.{i}"
+        if scheme.label is not None and labels.count(scheme.label) > 1:
+            problems.append((f"{key}.label", f"label {scheme.label!r} is used by several schemes"))
+        if isinstance(scheme, UncodedScheme | FastestKScheme):
+            if n < m:
+                problems.append(
+                    ("data.chunks", f"{scheme.protocol} splits chunks over workers: needs "
+                     f"chunks >= workers ({m}), got {n}")
+                )
+            if isinstance(scheme, FastestKScheme) and scheme.k > m:
+                problems.append((f"{key}.k", f"k must be at most workers ({m}), got {scheme.k}"))
+        if isinstance(scheme, _CyclicScheme):
+            if scheme.load > m:
+                problems.append(
+                    (f"{key}.load", f"load must be at most workers ({m}), got {scheme.load}")
+                )
+            if scheme.ell > scheme.load:
+                problems.append(
+                    (f"{key}.ell", f"ell must be at most load ({scheme.load}), got {scheme.ell}")
+                )
+            if n != m:
+                problems.append(
+                    ("data.chunks", f"{scheme.protocol} uses the cyclic assignment, which needs "
+                     f"chunks == workers ({m}), got {n}; remove data.chunks or set it to {m}")
+                )
+        if isinstance(scheme, OriginalGCScheme) and scheme.construction == "random" and scheme.ell != 1:
+            problems.append(
+                (f"{key}.ell", "construction 'random' (Tandon's cyclic code) supports ell = 1 only, "
+                 f"got {scheme.ell}")
+            )
+        if isinstance(scheme, PartialGCScheme):
+            if scheme.mode == "approximate" and scheme.deadline is None:
+                problems.append((f"{key}.deadline", "approximate mode needs a deadline (a time > 0)"))
+            if scheme.mode == "exact" and scheme.deadline is not None:
+                problems.append(
+                    (f"{key}.deadline", "a deadline only applies to mode: approximate; remove it "
+                     "or set mode: approximate")
+                )
+    return problems
+
+
+def _distribution_problems(dist: Any, key: str, nested: bool) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    if nested and "per" in dist.model_fields_set:
+        problems.append((f"{key}.per", "set 'per' on the outer (bimodal) distribution only"))
+    if isinstance(dist, Bimodal):
+        problems += _distribution_problems(dist.fast, f"{key}.fast", nested=True)
+        problems += _distribution_problems(dist.slow, f"{key}.slow", nested=True)
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
+# Pydantic errors as one line per problem with a dotted key
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Annotated/Optional wrappers down to a model, a list or a discriminated union."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in (Union, types.UnionType):
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(args) == 1:
+                annotation = args[0]
+            else:
+                return annotation
+        else:
+            return annotation
+
+
+def _walk(loc: tuple[Any, ...]) -> tuple[list[str], Any]:
+    """Follow a pydantic error location through the models: the displayed key parts (union tags
+    dropped) and the type found at its end."""
+    shown: list[str] = []
+    current: Any = Experiment
+    for part in loc:
+        current = _unwrap(current)
+        origin = typing.get_origin(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            shown.append(str(part))
+            field = current.model_fields.get(str(part))
+            current = field.annotation if field is not None else None
+        elif origin is list:
+            shown.append(str(part))
+            current = typing.get_args(current)[0]
+        elif origin in (Union, types.UnionType):
+            # A discriminated union: the location names the chosen tag; it is not a user key.
+            for member in typing.get_args(current):
+                member = _unwrap(member)
+                tags = [
+                    typing.get_args(f.annotation)[0]
+                    for name, f in member.model_fields.items()
+                    if name in ("dist", "protocol")
+                ]
+                if part in tags:
+                    current = member
+                    break
+            else:
+                shown.append(str(part))
+                current = None
+        else:
+            shown.append(str(part))
+            current = None
+    return shown, current
+
+
+def _format_pydantic(error: dict[str, Any]) -> tuple[str, str]:
+    kind, loc = error["type"], tuple(error["loc"])
+    if kind == "extra_forbidden":
+        shown, _ = _walk(loc)
+        _, parent = _walk(loc[:-1])
+        parent = _unwrap(parent)
+        allowed = ""
+        if isinstance(parent, type) and issubclass(parent, BaseModel):
+            names = list(parent.model_fields)
+            allowed = f"; allowed keys here: {', '.join(names)}"
+        return ".".join(shown), f"unknown key{allowed}"
+    shown, _ = _walk(loc)
+    key = ".".join(shown)
+    if kind == "missing":
+        return key, "required key is missing"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tag_key = "protocol" if shown and shown[0] == "schemes" else "dist"
+        known = protocol_names() if tag_key == "protocol" else DIST_NAMES
+        got = error.get("ctx", {}).get("tag")
+        what = f"unknown {tag_key} {got!r}" if got is not None else f"missing '{tag_key}'"
+        return f"{key}.{tag_key}", f"{what}; known: {', '.join(known)}"
+    message = error["msg"]
+    if "input" in error and not isinstance(error["input"], dict | list):
+        message += f" (got {error['input']!r})"
+    return key, message
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and overrides
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b.0.c=value`` -> (['a', 'b', '0', 'c'], YAML-parsed value)."""
+    if "=" not in text:
+        raise ConfigError([("--set", f"expected KEY=VALUE (e.g. cluster.workers=40), got {text!r}")])
+    key, raw = text.split("=", 1)
+    parts = key.strip().split(".")
+    if not key.strip() or any(not p for p in parts):
+        raise ConfigError([("--set", f"bad key {key!r}: use dotted keys like schemes.1.ell")])
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError([(key, f"--set value {raw!r} is not valid YAML ({exc})")]) from None
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``--set`` overrides in order to raw config data (a copy is returned)."""
+    import copy
+
+    data = copy.deepcopy(data)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node: Any = data
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            where = ".".join(parts[: depth + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(
+                        [(where, f"--set: list index must be 0..{len(node) - 1}, got {part!r}")]
+                    )
+                index: Any = int(part)
+            elif isinstance(node, dict):
+                index = part
+            else:
+                raise ConfigError(
+                    [(".".join(parts[:depth]), "--set: this value is not a mapping or a list")]
+                )
+            if last:
+                node[index] = value
+            else:
+                if isinstance(node, dict) and index not in node:
+                    node[index] = {}
+                node = node[index]
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([("", f"config file not found: {path}")])
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([("", f"{path} is not valid YAML{where}: {exc}")]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([("", f"{path}: expected a mapping of keys at the top level")])
+    return data
+
+
+def from_dict(data: dict[str, Any], source_dir: Path | str = ".", name: str | None = None) -> Experiment:
+    """Validate raw data into an Experiment, or raise ConfigError listing every problem."""
+    data = dict(data)
+    if name is not None and data.get("name") is None:
+        data["name"] = name
+    try:
+        exp = Experiment.model_validate(data)
+    except ValidationError as exc:
+        problems = [_format_pydantic(e) for e in exc.errors()]
+        raise ConfigError(sorted(set(problems), key=problems.index)) from None
+    problems = _semantic_problems(exp)
+    if problems:
+        raise ConfigError(problems)
+    exp._source_dir = Path(source_dir)
+    return exp
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
+    """Load, override and validate a YAML experiment (the name defaults to the file's stem)."""
+    path = Path(path)
+    data = apply_overrides(read_yaml(path), list(overrides))
+    return from_dict(data, source_dir=path.parent, name=path.stem)

@@ -1,0 +1,124 @@
+"""Run directories: ``config.yaml``, ``manifest.json``, ``summary.parquet``, ``events.parquet``.
+
+A run directory appears whole or not at all: everything is written into a hidden temporary
+sibling and renamed into place at the end, so an interrupted or failed run never leaves a
+directory that looks finished. Existing results are never overwritten silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from . import __version__
+from .config import ConfigError, Experiment
+from .runner import RunResult
+
+
+def default_run_dir(exp: Experiment, root: Path = Path("results")) -> Path:
+    """``results/<name>/<run-id>``, the id a UTC timestamp (suffixed if taken)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    base = root / (exp.name or "run")
+    candidate, n = base / stamp, 1
+    while candidate.exists():
+        n += 1
+        candidate = base / f"{stamp}-{n}"
+    return candidate
+
+
+def check_writable(out: Path, force: bool) -> None:
+    """Refuse to replace a non-empty directory unless asked to (ConfigError names the fix)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError([("--out", f"{out} exists and is not a directory")])
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise ConfigError(
+            [("--out", f"{out} already holds results; choose another --out or pass --force "
+              "to replace them")]
+        )
+
+
+def write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    """Deterministic parquet: same frame, same bytes (no pandas index, fixed compression)."""
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    pq.write_table(table, path, compression="zstd")
+
+
+def write_run(result: RunResult, out: Path, argv: list[str] | None = None, force: bool = False) -> Path:
+    """Write a run directory atomically and return its path."""
+    out = Path(out)
+    check_writable(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    try:
+        exp = result.config
+        (staging / "config.yaml").write_text(
+            yaml.safe_dump(exp.resolved(), sort_keys=False), encoding="utf-8"
+        )
+        write_parquet(result.summary, staging / "summary.parquet")
+        write_parquet(result.events, staging / "events.parquet")
+        manifest = {
+            "gcsim_version": __version__,
+            "name": exp.name,
+            "seed": exp.seed,
+            "trials": exp.trials,
+            "engine": result.engine,
+            "schemes": exp.labels(),
+            "command": argv if argv is not None else sys.argv,
+            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "timings": result.timings,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "packages": _versions(),
+        }
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        if out.exists():
+            retired = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(retired)
+            staging.rename(out)
+            shutil.rmtree(retired)
+        else:
+            staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _versions() -> dict[str, str]:
+    import numpy
+    import pydantic
+    import scipy
+    import simpy
+
+    return {
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "pandas": pd.__version__,
+        "pyarrow": pa.__version__,
+        "simpy": simpy.__version__,
+        "pydantic": pydantic.__version__,
+    }
+
+
+def load_run(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """(summary, events, manifest) of a run directory."""
+    path = Path(path)
+    manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    return (
+        pd.read_parquet(path / "summary.parquet"),
+        pd.read_parquet(path / "events.parquet"),
+        manifest,
+    )
