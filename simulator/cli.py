@@ -52,12 +52,16 @@ OVERRIDE = click.option(
 @cli.command("run")
 @click.argument("config", type=click.Path(dir_okay=False))
 @OVERRIDE
-@click.option("--out", type=click.Path(file_okay=False), help="Run directory "
-              "(default results/<name>/<run-id>).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Run directory (default results/<name>/<run-id>).",
+)
 @click.option("--force", is_flag=True, help="Replace the results already in --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no table.")
-def run_command(config: str, overrides: tuple[str, ...], out: str | None, force: bool,
-                quiet: bool) -> None:
+def run_command(
+    config: str, overrides: tuple[str, ...], out: str | None, force: bool, quiet: bool
+) -> None:
     """Run one experiment and write its run directory."""
     from .results import check_writable, default_run_dir, write_run
 
@@ -75,17 +79,23 @@ def run_command(config: str, overrides: tuple[str, ...], out: str | None, force:
             console = Console(width=120)
         console.print(scheme_table(result))
         rate = result.timings["trials_per_second"]
-        console.print(f"{exp.trials} trials x {len(exp.schemes)} schemes in "
-                      f"{result.timings['simulate_seconds']:.1f} s ({rate:.0f} trials/s, "
-                      f"engine {result.engine})")
+        console.print(
+            f"{exp.trials} trials x {len(exp.schemes)} schemes in "
+            f"{result.timings['simulate_seconds']:.1f} s ({rate:.0f} trials/s, "
+            f"engine {result.engine})"
+        )
     click.echo(f"results: {path}")
 
 
 def _run_with_progress(exp: cfg.Experiment, quiet: bool) -> RunResult:
     console = Console(stderr=True)
     show = not quiet and console.is_terminal
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn()]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, console=console, disable=not show, transient=True) as bar:
         task = bar.add_task(f"{exp.name}: trials", total=exp.trials)
         return run(exp, progress=lambda n: bar.advance(task, n))
@@ -103,19 +113,37 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 def scheme_table(result: RunResult) -> Table:
     """The per-scheme terminal table."""
-    table = Table(title=f"{result.config.name}: {result.config.trials} trials, seed "
-                  f"{result.config.seed}", title_justify="left")
-    table.caption = ("T: completion time (inf: never decoded); mean T over decoded trials; "
-                     "rel_error = ||g_hat - g||^2 / ||g||^2, mean over decoded trials")
+    table = Table(
+        title=f"{result.config.name}: {result.config.trials} trials, seed {result.config.seed}",
+        title_justify="left",
+    )
+    table.caption = (
+        "T: completion time (inf: never decoded); mean T over decoded trials; "
+        "rel_error = ||g_hat - g||^2 / ||g||^2, mean over decoded trials"
+    )
     table.caption_justify = "left"
-    for header in ("scheme", "protocol", "mean T", "median T", "p95 T", "decoded",
-                   "upload floats", "rel_error"):
-        table.add_column(header, justify="left" if header in ("scheme", "protocol") else "right",
-                         no_wrap=True)
+    for header in (
+        "scheme",
+        "protocol",
+        "mean T",
+        "median T",
+        "p95 T",
+        "decoded",
+        "upload floats",
+        "rel_error",
+    ):
+        table.add_column(
+            header, justify="left" if header in ("scheme", "protocol") else "right", no_wrap=True
+        )
     for row in result.table().itertuples():
         table.add_row(
-            row.scheme, row.protocol, _fmt(row.mean_time_decoded), _fmt(row.median_time),
-            _fmt(row.p95_time), f"{row.decode_rate:.1%}", _fmt(row.mean_upload_floats, 0),
+            row.scheme,
+            row.protocol,
+            _fmt(row.mean_time_decoded),
+            _fmt(row.median_time),
+            _fmt(row.p95_time),
+            f"{row.decode_rate:.1%}",
+            _fmt(row.mean_upload_floats, 0),
             _fmt(row.mean_rel_error),
         )
     return table
@@ -146,8 +174,9 @@ def schemes_command() -> None:
             if field_name == "protocol":
                 continue
             default = "required" if field.is_required() else f"default {field.default!r}"
-            console.print(f"    {field_name}: {_type_name(field.annotation)} ({default})",
-                          highlight=False)
+            console.print(
+                f"    {field_name}: {_type_name(field.annotation)} ({default})", highlight=False
+            )
         del protocol
 
 

@@ -101,14 +101,23 @@ def load_empirical(path: Path, column: str) -> np.ndarray:
         raise cfg.ConfigError([(key, f"cannot read {path}: {exc}")]) from None
     if column not in frame.columns:
         raise cfg.ConfigError(
-            [("cluster.compute.column", f"no column {column!r} in {path}; "
-              f"columns: {', '.join(map(str, frame.columns))}")]
+            [
+                (
+                    "cluster.compute.column",
+                    f"no column {column!r} in {path}; "
+                    f"columns: {', '.join(map(str, frame.columns))}",
+                )
+            ]
         )
     values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
     if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values < 0):
         raise cfg.ConfigError(
-            [("cluster.compute.column", f"column {column!r} of {path} must hold non-negative "
-              "finite numbers only")]
+            [
+                (
+                    "cluster.compute.column",
+                    f"column {column!r} of {path} must hold non-negative finite numbers only",
+                )
+            ]
         )
     return values
 

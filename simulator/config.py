@@ -106,17 +106,15 @@ class Bimodal(_Dist):
 
 
 Distribution = Annotated[
-    Union[
-        Deterministic,
-        Exponential,
-        ShiftedExponential,
-        Pareto,
-        Weibull,
-        Lognormal,
-        Gamma,
-        Bimodal,
-        Empirical,
-    ],
+    Deterministic
+    | Exponential
+    | ShiftedExponential
+    | Pareto
+    | Weibull
+    | Lognormal
+    | Gamma
+    | Bimodal
+    | Empirical,
     Field(discriminator="dist"),
 ]
 Bimodal.model_rebuild()
@@ -220,7 +218,7 @@ class PartialGCScheme(_CyclicScheme):
 
 
 Scheme = Annotated[
-    Union[UncodedScheme, FastestKScheme, OriginalGCScheme, PartialGCScheme],
+    UncodedScheme | FastestKScheme | OriginalGCScheme | PartialGCScheme,
     Field(discriminator="protocol"),
 ]
 
@@ -294,7 +292,10 @@ def _semantic_problems(exp: Experiment) -> list[tuple[str, str]]:
     cluster = exp.cluster
     if cluster.slowdown and len(cluster.slowdown) != m:
         problems.append(
-            ("cluster.slowdown", f"expected one factor per worker ({m}), got {len(cluster.slowdown)}")
+            (
+                "cluster.slowdown",
+                f"expected one factor per worker ({m}), got {len(cluster.slowdown)}",
+            )
         )
     for i, w in enumerate(cluster.failures.workers):
         if w >= m:
@@ -311,8 +312,11 @@ def _semantic_problems(exp: Experiment) -> list[tuple[str, str]]:
         if isinstance(scheme, UncodedScheme | FastestKScheme):
             if n < m:
                 problems.append(
-                    ("data.chunks", f"{scheme.protocol} splits chunks over workers: needs "
-                     f"chunks >= workers ({m}), got {n}")
+                    (
+                        "data.chunks",
+                        f"{scheme.protocol} splits chunks over workers: needs "
+                        f"chunks >= workers ({m}), got {n}",
+                    )
                 )
             if isinstance(scheme, FastestKScheme) and scheme.k > m:
                 problems.append((f"{key}.k", f"k must be at most workers ({m}), got {scheme.k}"))
@@ -327,21 +331,36 @@ def _semantic_problems(exp: Experiment) -> list[tuple[str, str]]:
                 )
             if n != m:
                 problems.append(
-                    ("data.chunks", f"{scheme.protocol} uses the cyclic assignment, which needs "
-                     f"chunks == workers ({m}), got {n}; remove data.chunks or set it to {m}")
+                    (
+                        "data.chunks",
+                        f"{scheme.protocol} uses the cyclic assignment, which needs "
+                        f"chunks == workers ({m}), got {n}; remove data.chunks or set it to {m}",
+                    )
                 )
-        if isinstance(scheme, OriginalGCScheme) and scheme.construction == "random" and scheme.ell != 1:
+        if (
+            isinstance(scheme, OriginalGCScheme)
+            and scheme.construction == "random"
+            and scheme.ell != 1
+        ):
             problems.append(
-                (f"{key}.ell", "construction 'random' (Tandon's cyclic code) supports ell = 1 only, "
-                 f"got {scheme.ell}")
+                (
+                    f"{key}.ell",
+                    "construction 'random' (Tandon's cyclic code) supports ell = 1 only, "
+                    f"got {scheme.ell}",
+                )
             )
         if isinstance(scheme, PartialGCScheme):
             if scheme.mode == "approximate" and scheme.deadline is None:
-                problems.append((f"{key}.deadline", "approximate mode needs a deadline (a time > 0)"))
+                problems.append(
+                    (f"{key}.deadline", "approximate mode needs a deadline (a time > 0)")
+                )
             if scheme.mode == "exact" and scheme.deadline is not None:
                 problems.append(
-                    (f"{key}.deadline", "a deadline only applies to mode: approximate; remove it "
-                     "or set mode: approximate")
+                    (
+                        f"{key}.deadline",
+                        "a deadline only applies to mode: approximate; remove it "
+                        "or set mode: approximate",
+                    )
                 )
     return problems
 
@@ -446,7 +465,9 @@ def _format_pydantic(error: dict[str, Any]) -> tuple[str, str]:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``a.b.0.c=value`` -> (['a', 'b', '0', 'c'], YAML-parsed value)."""
     if "=" not in text:
-        raise ConfigError([("--set", f"expected KEY=VALUE (e.g. cluster.workers=40), got {text!r}")])
+        raise ConfigError(
+            [("--set", f"expected KEY=VALUE (e.g. cluster.workers=40), got {text!r}")]
+        )
     key, raw = text.split("=", 1)
     parts = key.strip().split(".")
     if not key.strip() or any(not p for p in parts):
@@ -507,7 +528,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def from_dict(data: dict[str, Any], source_dir: Path | str = ".", name: str | None = None) -> Experiment:
+def from_dict(
+    data: dict[str, Any], source_dir: Path | str = ".", name: str | None = None
+) -> Experiment:
     """Validate raw data into an Experiment, or raise ConfigError listing every problem."""
     data = dict(data)
     if name is not None and data.get("name") is None:

@@ -42,8 +42,13 @@ def check_writable(out: Path, force: bool) -> None:
         raise ConfigError([("--out", f"{out} exists and is not a directory")])
     if out.is_dir() and any(out.iterdir()) and not force:
         raise ConfigError(
-            [("--out", f"{out} already holds results; choose another --out or pass --force "
-              "to replace them")]
+            [
+                (
+                    "--out",
+                    f"{out} already holds results; choose another --out or pass --force "
+                    "to replace them",
+                )
+            ]
         )
 
 
@@ -53,7 +58,9 @@ def write_parquet(frame: pd.DataFrame, path: Path) -> None:
     pq.write_table(table, path, compression="zstd")
 
 
-def write_run(result: RunResult, out: Path, argv: list[str] | None = None, force: bool = False) -> Path:
+def write_run(
+    result: RunResult, out: Path, argv: list[str] | None = None, force: bool = False
+) -> Path:
     """Write a run directory atomically and return its path."""
     out = Path(out)
     check_writable(out, force)

@@ -118,14 +118,15 @@ def run_trials(
     cluster = Cluster(exp, steps=max(p.steps for p in protocols))
     rows: list[tuple] = []
     traces: list[tuple] = []
-    stop = first + count
-    for start in range(first, stop, TRIAL_BLOCK):
+    start, stop = first, first + count
+    while start < stop:  # one realization block at a time: bounded memory
         n = min(TRIAL_BLOCK - start % TRIAL_BLOCK, stop - start)
         realization = cluster.draw(start, n)
         for trial in range(start, start + n):
             _run_one(exp, protocols, realization.trial(trial), rows, traces)
             if progress is not None:
                 progress(1)
+        start += n
     return _frame(rows, SUMMARY_COLUMNS), _frame(traces, EVENT_COLUMNS)
 
 

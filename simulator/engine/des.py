@@ -144,6 +144,17 @@ def simulate(
             if finished.triggered:
                 return
 
+    def deadline(at: float):
+        """The PS decodes with what has arrived by ``at``, inclusive: events at exactly ``at``
+        (a chunk finishing, a zero-delay message) happen first."""
+        yield env.timeout(at)
+        while env.peek() == env.now and not finished.triggered:
+            yield env.timeout(0)
+        if not finished.triggered:
+            if trace:
+                trace(env.now, "deadline", PS, -1, 0)
+            react(trial.at_deadline(env.now), from_ps=True)
+
     for worker in range(workers):
         if draw.down[worker]:
             if trace:
@@ -154,14 +165,7 @@ def simulate(
             env.timeout(draw.crash_time[worker]).callbacks.append(crash(worker))
     env.process(parameter_server())
     if trial.deadline is not None:
-
-        def deadline(_: simpy.Event) -> None:
-            if not finished.triggered:
-                if trace:
-                    trace(env.now, "deadline", PS, -1, 0)
-                react(trial.at_deadline(env.now), from_ps=True)
-
-        env.timeout(trial.deadline).callbacks.append(deadline)
+        env.process(deadline(trial.deadline))
 
     try:
         env.run(until=finished)
