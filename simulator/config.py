@@ -142,7 +142,9 @@ class Failures(Strict):
 class Network(Strict):
     latency: NonNegFloat = 0.0
     time_per_float: NonNegFloat = 0.0
-    ps_ingress: Literal["parallel"] = "parallel"
+    ps_ingress: Literal["parallel", "shared"] = "parallel"
+    """parallel: every upload has its own link; shared: uploads to the PS queue for one link
+    (first come, first served), each occupying it size * time_per_float, then latency."""
 
     def delay(self, size: int) -> float:
         """Time a message of ``size`` floats takes to arrive."""
@@ -217,8 +219,27 @@ class PartialGCScheme(_CyclicScheme):
     deadline: PositiveFloat | None = None
 
 
+class FRCScheme(_Scheme):
+    """Fractional repetition: groups of `load` workers share their chunks; one upload per group."""
+
+    protocol: Literal["frc"]
+    load: Annotated[int, Field(ge=1)]
+
+
+class MultiMessageScheme(_Scheme):
+    """Every chunk gradient is uploaded as soon as it is computed; done when all have arrived."""
+
+    protocol: Literal["multi_message"]
+    load: Annotated[int, Field(ge=1)]
+
+
 Scheme = Annotated[
-    UncodedScheme | FastestKScheme | OriginalGCScheme | PartialGCScheme,
+    UncodedScheme
+    | FastestKScheme
+    | OriginalGCScheme
+    | PartialGCScheme
+    | FRCScheme
+    | MultiMessageScheme,
     Field(discriminator="protocol"),
 ]
 
@@ -309,59 +330,62 @@ def _semantic_problems(exp: Experiment) -> list[tuple[str, str]]:
         key = f"schemes.{i}"
         if scheme.label is not None and labels.count(scheme.label) > 1:
             problems.append((f"{key}.label", f"label {scheme.label!r} is used by several schemes"))
-        if isinstance(scheme, UncodedScheme | FastestKScheme):
-            if n < m:
-                problems.append(
-                    (
-                        "data.chunks",
-                        f"{scheme.protocol} splits chunks over workers: needs "
-                        f"chunks >= workers ({m}), got {n}",
-                    )
+        problems += _scheme_problems(scheme, key, m, n)
+    return problems
+
+
+def _scheme_problems(scheme: _Scheme, key: str, m: int, n: int) -> list[tuple[str, str]]:
+    """What a scheme's parameters cannot be, given the cluster (m workers, n chunks)."""
+    problems: list[tuple[str, str]] = []
+    if isinstance(scheme, UncodedScheme | FastestKScheme) and n < m:
+        problems.append(
+            (
+                "data.chunks",
+                f"{scheme.protocol} ({key}) splits chunks over workers: needs "
+                f"chunks >= workers ({m}), got {n}",
+            )
+        )
+    if isinstance(scheme, FastestKScheme) and scheme.k > m:
+        problems.append((f"{key}.k", f"k must be at most workers ({m}), got {scheme.k}"))
+    load = getattr(scheme, "load", None)
+    if load is not None:
+        if load > m:
+            problems.append((f"{key}.load", f"load must be at most workers ({m}), got {load}"))
+        elif isinstance(scheme, FRCScheme) and m % load:
+            problems.append((f"{key}.load", f"frc needs load to divide workers ({m}), got {load}"))
+        if n != m:
+            problems.append(
+                (
+                    "data.chunks",
+                    f"{scheme.protocol} ({key}) gives each worker `load` of m "
+                    f"chunks, which needs chunks == workers ({m}), got {n}; remove data.chunks or "
+                    f"set it to {m}",
                 )
-            if isinstance(scheme, FastestKScheme) and scheme.k > m:
-                problems.append((f"{key}.k", f"k must be at most workers ({m}), got {scheme.k}"))
-        if isinstance(scheme, _CyclicScheme):
-            if scheme.load > m:
-                problems.append(
-                    (f"{key}.load", f"load must be at most workers ({m}), got {scheme.load}")
-                )
-            if scheme.ell > scheme.load:
-                problems.append(
-                    (f"{key}.ell", f"ell must be at most load ({scheme.load}), got {scheme.ell}")
-                )
-            if n != m:
-                problems.append(
-                    (
-                        "data.chunks",
-                        f"{scheme.protocol} uses the cyclic assignment, which needs "
-                        f"chunks == workers ({m}), got {n}; remove data.chunks or set it to {m}",
-                    )
-                )
-        if (
-            isinstance(scheme, OriginalGCScheme)
-            and scheme.construction == "random"
-            and scheme.ell != 1
-        ):
+            )
+    if isinstance(scheme, _CyclicScheme) and scheme.ell > scheme.load:
+        problems.append(
+            (f"{key}.ell", f"ell must be at most load ({scheme.load}), got {scheme.ell}")
+        )
+    if isinstance(scheme, OriginalGCScheme) and scheme.construction == "random":
+        if scheme.ell != 1:
             problems.append(
                 (
                     f"{key}.ell",
-                    "construction 'random' (Tandon's cyclic code) supports ell = 1 only, "
-                    f"got {scheme.ell}",
+                    "construction 'random' (Tandon's cyclic code) supports ell = 1 "
+                    f"only, got {scheme.ell}; use construction: polynomial",
                 )
             )
-        if isinstance(scheme, PartialGCScheme):
-            if scheme.mode == "approximate" and scheme.deadline is None:
-                problems.append(
-                    (f"{key}.deadline", "approximate mode needs a deadline (a time > 0)")
+    if isinstance(scheme, PartialGCScheme):
+        if scheme.mode == "approximate" and scheme.deadline is None:
+            problems.append((f"{key}.deadline", "approximate mode needs a deadline (a time > 0)"))
+        if scheme.mode == "exact" and scheme.deadline is not None:
+            problems.append(
+                (
+                    f"{key}.deadline",
+                    "a deadline only applies to mode: approximate; remove it or "
+                    "set mode: approximate",
                 )
-            if scheme.mode == "exact" and scheme.deadline is not None:
-                problems.append(
-                    (
-                        f"{key}.deadline",
-                        "a deadline only applies to mode: approximate; remove it "
-                        "or set mode: approximate",
-                    )
-                )
+            )
     return problems
 
 
@@ -491,11 +515,15 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             last = depth == len(parts) - 1
             where = ".".join(parts[: depth + 1])
             if isinstance(node, list):
-                if not part.isdigit() or int(part) >= len(node):
+                # The index one past the end appends (e.g. --set schemes.4={protocol: frc, ...}).
+                limit = len(node) if last else len(node) - 1
+                if not part.isdigit() or int(part) > limit:
                     raise ConfigError(
-                        [(where, f"--set: list index must be 0..{len(node) - 1}, got {part!r}")]
+                        [(where, f"--set: list index must be 0..{limit}, got {part!r}")]
                     )
                 index: Any = int(part)
+                if index == len(node):
+                    node.append(None)
             elif isinstance(node, dict):
                 index = part
             else:

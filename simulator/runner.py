@@ -37,6 +37,7 @@ SUMMARY_COLUMNS = {
     "chunks_computed": "int64",
     "chunks_used": "int64",
     "decode_cond": "float64",
+    "residual": "float64",
 }
 EVENT_COLUMNS = {
     "scheme": "str",
@@ -137,10 +138,18 @@ def _run_one(exp, protocols: list[Protocol], draw, rows: list, traces: list) -> 
     for protocol in protocols:
         recorder = EventRecorder() if keep_events else None
         trial = protocol.new_trial(draw.down, grads)
-        outcome = simulate(trial, protocol.orders, draw, exp.cluster.network, recorder)
-        error, used, condition = float("nan"), 0, float("nan")
+        outcome = simulate(
+            trial,
+            protocol.orders,
+            draw,
+            exp.cluster.network,
+            recorder,
+            exp.cluster.failures.detect_timeout,
+        )
+        error, used, condition, left = float("nan"), 0, float("nan"), float("nan")
         if outcome.result is not None:
             used, condition = outcome.result.chunks_used, outcome.result.cond
+            left = outcome.result.residual
             if truth is not None:
                 error = rel_error(outcome.result.estimate, truth)
         rows.append(
@@ -158,6 +167,7 @@ def _run_one(exp, protocols: list[Protocol], draw, rows: list, traces: list) -> 
                 outcome.chunks_computed,
                 used,
                 condition,
+                left,
             )
         )
         if recorder is not None:

@@ -10,10 +10,12 @@ from simulator.config import from_dict
 from simulator.engine.des import EventRecorder, Outcome, simulate
 
 
-def experiment(workers: int, schemes: list[dict], **extra) -> object:
+def experiment(workers: int, schemes: list[dict], cluster_extra: dict | None = None,
+               **extra) -> object:
     data = {
         "trials": 1,
-        "cluster": {"workers": workers, "compute": {"dist": "deterministic", "value": 1.0}},
+        "cluster": {"workers": workers, "compute": {"dist": "deterministic", "value": 1.0},
+                    **(cluster_extra or {})},
         "data": {"dim": 12, "gradients": "gaussian"},
         "schemes": schemes,
     }
@@ -30,11 +32,12 @@ def play(
     crash: dict[int, float] | None = None,
     seed: int = 0,
     trace: bool = False,
+    cluster_extra: dict | None = None,
     **extra,
 ) -> tuple[Outcome, float, list]:
     """Play one trial where worker j needs chunk_time[j] per chunk; returns
     (outcome, rel_error or nan, trace rows)."""
-    exp = experiment(workers, [scheme], seed=seed, **extra)
+    exp = experiment(workers, [scheme], cluster_extra, seed=seed, **extra)
     (protocol,) = build(exp)
     times = np.repeat(np.asarray(chunk_time, dtype=float)[:, None], protocol.steps, axis=1)
     down_mask = np.zeros(workers, dtype=bool)
@@ -46,7 +49,8 @@ def play(
     grads = np.random.default_rng(seed).standard_normal((exp.chunks, exp.data.dim))
     recorder = EventRecorder() if trace else None
     outcome = simulate(
-        protocol.new_trial(down_mask, grads), protocol.orders, draw, exp.cluster.network, recorder
+        protocol.new_trial(down_mask, grads), protocol.orders, draw, exp.cluster.network,
+        recorder, exp.cluster.failures.detect_timeout,
     )
     error = float("nan")
     if outcome.result is not None:

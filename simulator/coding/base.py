@@ -49,6 +49,10 @@ class Decoded:
     estimate: np.ndarray | None  # g_hat (length dim), None when gradients are off
     chunks_used: int  # chunk computations that entered the estimate
     cond: float = float("nan")  # worst condition number of a matrix the decoder inverted
+    residual: float = 0.0
+    """Coefficient-space residual of the decoder (0: exact in exact arithmetic). For partial_gc
+    sum_i max(0, ell - r_i); for least-squares decoders the squared Frobenius residual of the
+    combination; for fastest_k the number of chunks it did not see."""
 
 
 class Trial:
@@ -66,6 +70,10 @@ class Trial:
         return NOTHING
 
     def at_deadline(self, now: float) -> Reaction:
+        return NOTHING
+
+    def worker_failed(self, worker: int, now: float) -> Reaction:
+        """The PS has noticed that ``worker`` crashed (``failures.detect_timeout`` after it)."""
         return NOTHING
 
     def result(self) -> Decoded:

@@ -15,6 +15,7 @@ class FastestKTrial(SplitTrial):
 
     def result(self) -> Decoded:
         decoded = super().result()
+        decoded.residual = float(self.protocol.chunks - decoded.chunks_used)
         if decoded.estimate is not None:
             decoded.estimate *= self.protocol.chunks / decoded.chunks_used
         return decoded

@@ -55,21 +55,27 @@ def residual(counts: np.ndarray, ell: int) -> int:
 
 
 class PartialTrial(Trial):
+    """Workers keep computing (and reporting) after they upload: if a planned worker crashes,
+    the PS re-plans with everything reported since, and may need that later work."""
+
     def __init__(self, protocol: PartialGC, grads: np.ndarray | None):
         self.protocol = protocol
         spec = protocol.spec
         self.ell = spec.ell
         self.deadline = spec.deadline if spec.mode == "approximate" else None
+        self.past_deadline = False
         self.blocks = None if grads is None else split_blocks(grads, self.ell)
         self.counts = np.zeros(protocol.chunks, dtype=np.int64)  # r_i as the PS knows it
         self.known: list[list[int]] = [[] for _ in range(protocol.chunks)]
         self.short = protocol.chunks  # chunks with r_i < ell
-        self.planned = False
-        self.expected: set[int] = set()  # workers whose upload the PS waits for
+        self.failed: set[int] = set()  # crashes the PS has noticed
+        self.round = 0  # plans made so far; uploads name the round they answer
+        self.planned = False  # a plan is out and its uploads are awaited
+        self.expected: set[int] = set()
         self.uploads: dict[int, np.ndarray | None] = {}
-        self.plan: dict[int, tuple[list[int], np.ndarray]] = {}  # worker -> chunks, coefficients
         self.cond = float("nan")
         self.used = 0
+        self.plan_residual = 0
 
     # worker side ---------------------------------------------------------------------------
 
@@ -77,35 +83,56 @@ class PartialTrial(Trial):
         return Reaction(send=[Message(CONTROL, worker, 1, chunk=chunk)])
 
     def worker_receive(self, worker: int, msg: Message, now: float) -> Reaction:
-        chunks, coefs = msg.payload
-        payload = None
+        round_, chunks, coefs = msg.payload
+        vector = None
         if self.blocks is not None:
-            payload = np.einsum("ck,ckb->b", coefs, self.blocks[chunks])
+            vector = np.einsum("ck,ckb->b", coefs, self.blocks[chunks])
         size = block_length(self.protocol.dim, self.ell)
-        return Reaction(send=[Message(UPLOAD, worker, size, payload=payload)], stop=[worker])
+        return Reaction(send=[Message(UPLOAD, worker, size, payload=(round_, vector))])
 
     # PS side -------------------------------------------------------------------------------
 
     def ps_receive(self, msg: Message, now: float) -> Reaction:
+        if msg.worker in self.failed:
+            return NOTHING  # sent before its crash, arrived after the PS wrote it off
         if msg.kind == CONTROL:
-            if self.planned:
-                return NOTHING
             self.known[msg.chunk].append(msg.worker)
             self.counts[msg.chunk] += 1
             if self.counts[msg.chunk] == self.ell:
                 self.short -= 1
-                if self.short == 0:
-                    return self._plan()
-            return NOTHING
-        self.uploads[msg.worker] = msg.payload
-        return Reaction(decoded=len(self.uploads) == len(self.expected))
+            return self._plan() if self._ready() else NOTHING
+        round_, vector = msg.payload
+        if not self.planned or round_ != self.round:
+            return NOTHING  # answers a plan that a crash made obsolete
+        self.uploads[msg.worker] = vector
+        return Reaction(decoded=self.uploads.keys() == self.expected)
 
     def at_deadline(self, now: float) -> Reaction:
-        return NOTHING if self.planned else self._plan()
+        self.past_deadline = True
+        return self._plan() if self._ready() else NOTHING
+
+    def worker_failed(self, worker: int, now: float) -> Reaction:
+        """A crash is noticed: forget the worker's chunks; re-plan if its upload was awaited."""
+        self.failed.add(worker)
+        for chunk, rows in enumerate(self.known):
+            if worker in rows:
+                rows.remove(worker)
+                self.counts[chunk] -= 1
+                if self.counts[chunk] == self.ell - 1:
+                    self.short += 1
+        if self.planned and worker in self.expected and worker not in self.uploads:
+            self.planned = False
+            return self._plan() if self._ready() else NOTHING
+        return NOTHING
+
+    def _ready(self) -> bool:
+        return not self.planned and (self.short == 0 or self.past_deadline)
 
     def _plan(self) -> Reaction:
         """Fix the coefficients from what the PS knows now and send each worker its own."""
         self.planned = True
+        self.round += 1
+        self.uploads = {}
         p = self.protocol
         coefs, self.cond = coefficients(p.decoder, self.known)
         per_worker: dict[int, tuple[list[int], list[np.ndarray]]] = {}
@@ -115,12 +142,13 @@ class PartialTrial(Trial):
                 chunks.append(chunk)
                 rows_of_a.append(coefs[chunk][position])
         self.used = int(self.counts.sum())
+        self.plan_residual = residual(self.counts, self.ell)
         send = []
         for worker in sorted(per_worker):
             chunks, rows_of_a = per_worker[worker]
             matrix = np.array(rows_of_a)
-            self.plan[worker] = (chunks, matrix)
-            send.append(Message(DOWNLOAD, worker, matrix.size, payload=(chunks, matrix)))
+            payload = (self.round, chunks, matrix)
+            send.append(Message(DOWNLOAD, worker, matrix.size, payload=payload))
         self.expected = set(per_worker)
         # Nothing processed at all (approximate mode, early deadline): the estimate is zero.
         return Reaction(send=send, decoded=not self.expected)
@@ -133,10 +161,9 @@ class PartialTrial(Trial):
             for worker, upload in self.uploads.items():
                 blocks += np.outer(p.decoder[:, worker], upload)
             estimate = join_blocks(blocks, p.dim)
-        return Decoded(estimate, chunks_used=self.used, cond=self.cond)
-
-    def coefficient_residual(self) -> int:
-        return residual(self.counts, self.ell)
+        return Decoded(
+            estimate, chunks_used=self.used, cond=self.cond, residual=float(self.plan_residual)
+        )
 
 
 class PartialGC(Protocol):

@@ -144,9 +144,8 @@ class PolynomialCode:
 
     def _check_workers(self, workers: Sequence[int], at_least: int) -> np.ndarray:
         rows = np.asarray(workers, dtype=int).reshape(-1)
-        if np.unique(rows).size != rows.size or rows.size and not (
-            0 <= rows.min() and rows.max() < self.m
-        ):
+        out_of_range = rows.size > 0 and not (0 <= rows.min() and rows.max() < self.m)
+        if out_of_range or np.unique(rows).size != rows.size:
             raise ValueError(f"workers must be distinct ids in 0..{self.m - 1}, got {workers}")
         if rows.size < at_least:
             raise ValueError(
@@ -185,7 +184,8 @@ class PolynomialCode:
 
         The PS interpolation itself: solve V F = Y for f's coefficients (LU with partial pivoting
         for exactly n workers, least squares over all of them for more) and read F[n-1-k].
-        Mathematically ``decoder(workers) @ uploads``; numerically of the same accuracy.
+        Mathematically ``decoder(workers) @ uploads``; numerically the same order of error
+        (load = 4, ell = 2: this route was about 2x / 5x worse on average at m = 24 / 32).
         """
         rows = self._check_workers(workers, self.needed)
         uploads = np.asarray(uploads, dtype=float)

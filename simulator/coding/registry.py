@@ -6,12 +6,14 @@ from __future__ import annotations
 from .. import config as cfg
 from .base import Protocol
 from .fastest_k import FastestK
+from .frc import FRC
+from .multi_message import MultiMessage
 from .original_gc import OriginalGC
 from .partial_gc import PartialGC
 from .uncoded import Uncoded
 
 PROTOCOLS: dict[str, type[Protocol]] = {
-    cls.name: cls for cls in (Uncoded, FastestK, OriginalGC, PartialGC)
+    cls.name: cls for cls in (Uncoded, FastestK, OriginalGC, PartialGC, FRC, MultiMessage)
 }
 
 

@@ -51,8 +51,10 @@ def simulate(
     draw: TrialDraw,
     network: cfg.Network,
     trace: Tracer | None = None,
+    detect_timeout: float = 0.0,
 ) -> Outcome:
-    """Play one trial of one protocol on one realization."""
+    """Play one trial of one protocol on one realization. A worker that crashes is noticed by
+    the PS ``detect_timeout`` later (the protocol may then re-plan)."""
     env = simpy.Environment()
     inbox = simpy.Store(env)
     finished = env.event()
@@ -61,6 +63,7 @@ def simulate(
     current = [-1] * workers  # the chunk each worker is computing
     crashed = [False] * workers
     counts = {"upload": 0, "download": 0, "messages": 0, "control": 0, "computed": 0}
+    ingress = simpy.Resource(env, capacity=1) if network.ps_ingress == "shared" else None
 
     def send(msg: Message, from_ps: bool) -> None:
         if msg.kind == CONTROL:
@@ -72,8 +75,19 @@ def simulate(
             counts["download"] += msg.size
         if trace:
             trace(env.now, f"{msg.kind}_sent", msg.worker, msg.chunk, msg.size)
+        if ingress is not None and not from_ps:
+            env.process(through_ingress(msg))
+            return
         arrival = env.timeout(network.delay(msg.size), msg)
         arrival.callbacks.append(deliver_to_worker if from_ps else deliver_to_ps)
+
+    def through_ingress(msg: Message):
+        """A shared PS link: messages to the PS are transmitted one at a time."""
+        with ingress.request() as turn:
+            yield turn
+            yield env.timeout(msg.size * network.time_per_float)
+        yield env.timeout(network.latency)
+        inbox.put(msg)
 
     def deliver_to_ps(event: simpy.Event) -> None:
         inbox.put(event.value)
@@ -132,6 +146,14 @@ def simulate(
             if trace:
                 trace(env.now, "crash", worker, current[worker], 0)
             stop(worker, "crash")
+            env.timeout(detect_timeout).callbacks.append(notice)
+
+        def notice(_: simpy.Event) -> None:
+            if finished.triggered:
+                return
+            if trace:
+                trace(env.now, "crash_detected", PS, -1, 0)
+            react(trial.worker_failed(worker, env.now), from_ps=True)
 
         return happen
 

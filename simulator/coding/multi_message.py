@@ -1,0 +1,45 @@
+"""``multi_message`` (Ozfatura, Gunduz, Ulukus 2019): every chunk gradient is uploaded (d floats)
+as soon as it is computed, and the PS is done when every chunk has arrived once. Under a free
+network it finishes exactly when ``partial_gc`` with ell = 1 does; it pays for that in upload
+traffic, which costs time once bandwidth is finite."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .assignment import cyclic
+from .base import UPLOAD, Decoded, Message, Protocol, Reaction, Trial
+
+
+class MultiMessageTrial(Trial):
+    def __init__(self, protocol: MultiMessage, grads: np.ndarray | None):
+        self.protocol = protocol
+        self.grads = grads
+        self.first: dict[int, Message] = {}  # chunk -> its first arrival
+
+    def chunk_done(self, worker: int, chunk: int, now: float) -> Reaction:
+        payload = None if self.grads is None else self.grads[chunk]
+        msg = Message(UPLOAD, worker, self.protocol.dim, chunk=chunk, payload=payload)
+        return Reaction(send=[msg])
+
+    def ps_receive(self, msg: Message, now: float) -> Reaction:
+        self.first.setdefault(msg.chunk, msg)
+        return Reaction(decoded=len(self.first) == self.protocol.chunks)
+
+    def result(self) -> Decoded:
+        estimate = None
+        if self.grads is not None:
+            estimate = np.sum([msg.payload for msg in self.first.values()], axis=0)
+        return Decoded(estimate, chunks_used=len(self.first), cond=1.0, residual=0.0)
+
+
+class MultiMessage(Protocol):
+    name = "multi_message"
+    exact = True
+
+    def __init__(self, spec, exp, label):
+        super().__init__(spec, exp, label)
+        self.orders = cyclic(self.workers, spec.load)
+
+    def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:
+        return MultiMessageTrial(self, grads)
