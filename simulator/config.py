@@ -199,15 +199,31 @@ class FastestKScheme(_Scheme):
 class _CyclicScheme(_Scheme):
     load: Annotated[int, Field(ge=1)]
     ell: Annotated[int, Field(ge=1)] = 1
+    mode: Literal["exact", "approximate"] = "exact"
+    """exact: wait until the gradient is determined; approximate: decode at ``deadline`` with
+    what has arrived (earlier if the gradient is determined first)."""
+    deadline: PositiveFloat | None = None
 
 
 class OriginalGCScheme(_CyclicScheme):
-    """Tandon et al. (ell = 1): a worker uploads one coded vector after finishing all its chunks."""
+    """Original gradient codes: a worker uploads one coded vector after finishing all its chunks;
+    any m - s uploads decode (Tandon et al.; Ye & Abbe for ell > 1)."""
 
     protocol: Literal["original_gc"]
-    construction: Literal["random"] = "random"
+    construction: Literal["random", "polynomial"] | None = None
+    """random: Tandon's cyclic code (ell = 1); polynomial: Ye & Abbe style, any ell.
+    Default: random for ell = 1, polynomial otherwise."""
     candidates: Annotated[int, Field(ge=1)] = 16
     """random construction: draw this many codes and keep the best conditioned one."""
+    points: Literal["chebyshev", "equispaced"] = "chebyshev"
+    """polynomial construction: the evaluation points on [-1, 1]."""
+
+    @model_validator(mode="after")
+    def _default_construction(self) -> OriginalGCScheme:
+        if self.construction is None:
+            construction = "random" if self.ell == 1 else "polynomial"
+            object.__setattr__(self, "construction", construction)
+        return self
 
 
 class PartialGCScheme(_CyclicScheme):
@@ -215,8 +231,6 @@ class PartialGCScheme(_CyclicScheme):
 
     protocol: Literal["partial_gc"]
     ordering: Literal["natural"] = "natural"
-    mode: Literal["exact", "approximate"] = "exact"
-    deadline: PositiveFloat | None = None
 
 
 class FRCScheme(_Scheme):
@@ -375,7 +389,7 @@ def _scheme_problems(scheme: _Scheme, key: str, m: int, n: int) -> list[tuple[st
                     f"only, got {scheme.ell}; use construction: polynomial",
                 )
             )
-    if isinstance(scheme, PartialGCScheme):
+    if isinstance(scheme, _CyclicScheme):
         if scheme.mode == "approximate" and scheme.deadline is None:
             problems.append((f"{key}.deadline", "approximate mode needs a deadline (a time > 0)"))
         if scheme.mode == "exact" and scheme.deadline is not None:

@@ -85,8 +85,10 @@ class Protocol:
     """A scheme planned for one run: ``orders[j]`` is worker j's chunks in processing order."""
 
     name: ClassVar[str]
-    exact: ClassVar[bool]
+    exact: bool
     """Whether a decoded estimate is the exact gradient (up to floating point)."""
+    examples: ClassVar[tuple[dict, ...]] = ()
+    """Representative scheme parameters on 12 workers: the conformance suite runs each."""
 
     def __init__(self, spec: cfg._Scheme, exp: cfg.Experiment, label: str):
         self.spec = spec
@@ -99,6 +101,11 @@ class Protocol:
 
     def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:
         raise NotImplementedError
+
+    def error_bound(self) -> float:
+        """The rel_error a decoded trial stays below: 1e-20 for an exact, stable decoder (the
+        default), inf for approximate schemes; subclasses with unstable decoders say more."""
+        return 1e-20 if self.exact else float("inf")
 
     @property
     def steps(self) -> int:

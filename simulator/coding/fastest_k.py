@@ -24,6 +24,7 @@ class FastestKTrial(SplitTrial):
 class FastestK(Uncoded):
     name = "fastest_k"
     exact = False
+    examples = ({"k": 9},)
 
     def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:
         return FastestKTrial(self, grads)

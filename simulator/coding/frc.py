@@ -44,6 +44,7 @@ class FRCTrial(Trial):
 class FRC(Protocol):
     name = "frc"
     exact = True
+    examples = ({"load": 3},)
 
     def __init__(self, spec, exp, label):
         super().__init__(spec, exp, label)

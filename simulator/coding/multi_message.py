@@ -36,6 +36,7 @@ class MultiMessageTrial(Trial):
 class MultiMessage(Protocol):
     name = "multi_message"
     exact = True
+    examples = ({"load": 3},)
 
     def __init__(self, spec, exp, label):
         super().__init__(spec, exp, label)

@@ -90,3 +90,27 @@ def sum_weights(code_rows: np.ndarray) -> tuple[np.ndarray, float]:
     """
     weights, *_ = np.linalg.lstsq(code_rows.T, np.ones(code_rows.shape[1]), rcond=None)
     return weights, cond(code_rows)
+
+
+def block_sum_target(chunks: int, ell: int) -> np.ndarray:
+    """T (ell x chunks*ell): the linear map from all chunk blocks, flattened over (chunk, block),
+    to the ell block sums of the gradient."""
+    return np.tile(np.eye(ell), chunks)
+
+
+def least_squares_combination(encoder_rows: np.ndarray) -> tuple[np.ndarray, float]:
+    """The best linear combination D (ell x rows) of the received uploads, and its residual.
+
+    ``encoder_rows`` (rows, chunks, ell) says how each received upload combines chunk blocks.
+    D minimizes ||D E - T||_F (E the rows flattened to (rows, chunks*ell), T the block-sum map);
+    the residual is ||D E - T||_F^2: zero when the uploads determine the gradient, chunks*ell with
+    no upload at all.
+    """
+    rows, chunks, ell = encoder_rows.shape
+    target = block_sum_target(chunks, ell)
+    if rows == 0:
+        return np.zeros((ell, 0)), float(np.sum(target**2))
+    flat = encoder_rows.reshape(rows, chunks * ell)
+    combination = np.linalg.lstsq(flat.T, target.T, rcond=None)[0].T
+    miss = combination @ flat - target
+    return combination, float(np.sum(miss**2))

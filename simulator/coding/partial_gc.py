@@ -169,6 +169,11 @@ class PartialTrial(Trial):
 class PartialGC(Protocol):
     name = "partial_gc"
     exact = True
+    examples = (
+        {"load": 4, "ell": 1},
+        {"load": 4, "ell": 3},
+        {"load": 4, "ell": 2, "mode": "approximate", "deadline": 3.0},
+    )
 
     def __init__(self, spec, exp, label):
         super().__init__(spec, exp, label)

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.linalg
 
-from .numerics import cond
+from .numerics import block_sum_target, cond, least_squares_combination
 
 POINT_KINDS = ("chebyshev", "equispaced")
 
@@ -208,7 +208,7 @@ class PolynomialCode:
 
     def target(self) -> np.ndarray:
         """T (ell, m * ell): block k of g = T @ (all blocks flattened over (chunk, block))."""
-        return np.tile(np.eye(self.ell), self.m)
+        return block_sum_target(self.m, self.ell)
 
     def least_squares_decoder(self, workers: Sequence[int]) -> tuple[np.ndarray, float]:
         """Best combination of any set of uploads, and its coefficient residual.
@@ -221,10 +221,4 @@ class PolynomialCode:
         block sums: D @ uploads.
         """
         rows = self._check_workers(workers, 0)
-        target = self.target()
-        if rows.size == 0:
-            return np.zeros((self.ell, 0)), float(np.sum(target**2))
-        flat = self.encoder[rows].reshape(rows.size, self.m * self.ell)
-        dec = np.linalg.lstsq(flat.T, target.T, rcond=None)[0].T
-        miss = dec @ flat - target
-        return dec, float(np.sum(miss**2))
+        return least_squares_combination(self.encoder[rows])

@@ -43,6 +43,7 @@ class SplitTrial(Trial):
 class Uncoded(Protocol):
     name = "uncoded"
     exact = True
+    examples = ({},)
 
     def __init__(self, spec, exp, label):
         super().__init__(spec, exp, label)
