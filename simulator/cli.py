@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -24,7 +25,7 @@ INPUT_ERROR = 2
 def _fail(problems: list[str]) -> None:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     for line in problems:
-        err.print(f"[bold red]error:[/] {line}", markup=True)
+        err.print(f"[bold red]error:[/] {escape(line)}", markup=True)
     sys.exit(INPUT_ERROR)
 
 

@@ -58,7 +58,7 @@ class Sampler:
             self.fast = Sampler(dist.fast, source_dir)
             self.slow = Sampler(dist.slow, source_dir)
         if isinstance(dist, cfg.Empirical):
-            self.values = load_empirical(source_dir / dist.file, dist.column)
+            self.values = cfg.read_empirical(source_dir / dist.file, dist.column)
 
     def draw(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
         d = self.dist
@@ -83,43 +83,6 @@ class Sampler:
             case cfg.Empirical():
                 return rng.choice(self.values, size=shape, replace=True)
         raise TypeError(f"unknown distribution {d!r}")
-
-
-def load_empirical(path: Path, column: str) -> np.ndarray:
-    """Non-negative finite samples from a CSV or parquet column; ConfigError if unusable."""
-    import pandas as pd
-
-    key = "cluster.compute.file"
-    if not path.is_file():
-        raise cfg.ConfigError([(key, f"empirical data file not found: {path}")])
-    try:
-        if path.suffix in (".parquet", ".pq"):
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path)
-    except Exception as exc:  # noqa: BLE001 - any reader failure is the user's file
-        raise cfg.ConfigError([(key, f"cannot read {path}: {exc}")]) from None
-    if column not in frame.columns:
-        raise cfg.ConfigError(
-            [
-                (
-                    "cluster.compute.column",
-                    f"no column {column!r} in {path}; "
-                    f"columns: {', '.join(map(str, frame.columns))}",
-                )
-            ]
-        )
-    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
-    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise cfg.ConfigError(
-            [
-                (
-                    "cluster.compute.column",
-                    f"column {column!r} of {path} must hold non-negative finite numbers only",
-                )
-            ]
-        )
-    return values
 
 
 class Cluster:

@@ -13,6 +13,7 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
@@ -32,9 +33,10 @@ class ConfigError(Exception):
 
 
 class Strict(BaseModel):
-    """Base of every config model: unknown keys are errors, values are checked on assignment."""
+    """Base of every config model: unknown keys are errors, no silent coercion (``true`` is not
+    a worker count, ``"3"`` is not a number), values are checked on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -413,6 +415,52 @@ def _distribution_problems(dist: Any, key: str, nested: bool) -> list[tuple[str,
     return problems
 
 
+def read_empirical(path: Path, column: str, key: str = "cluster.compute") -> np.ndarray:
+    """Non-negative finite samples from a CSV or parquet column, or ConfigError naming the key."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise ConfigError([(f"{key}.file", f"empirical data file not found: {path}")])
+    try:
+        frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+    except Exception as exc:  # noqa: BLE001 - any reader failure is a problem with the file
+        raise ConfigError([(f"{key}.file", f"cannot read {path}: {_one_line(exc)}")]) from None
+    if column not in frame.columns:
+        columns = ", ".join(map(str, frame.columns))
+        raise ConfigError(
+            [(f"{key}.column", f"no column {column!r} in {path}; columns: {columns}")]
+        )
+    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values < 0):
+        raise ConfigError(
+            [
+                (
+                    f"{key}.column",
+                    f"column {column!r} of {path} must hold non-negative finite numbers only",
+                )
+            ]
+        )
+    return values
+
+
+def _empirical_problems(dist: Any, key: str, source_dir: Path) -> list[tuple[str, str]]:
+    if isinstance(dist, Bimodal):
+        return _empirical_problems(dist.fast, f"{key}.fast", source_dir) + _empirical_problems(
+            dist.slow, f"{key}.slow", source_dir
+        )
+    if isinstance(dist, Empirical):
+        try:
+            read_empirical(source_dir / dist.file, dist.column, key)
+        except ConfigError as exc:
+            return exc.problems
+    return []
+
+
+def _one_line(exc: BaseException) -> str:
+    """A library's (often multi-line) message as one line."""
+    return " ".join(str(exc).split())
+
+
 # --------------------------------------------------------------------------------------------
 # Pydantic errors as one line per problem with a dotted key
 
@@ -513,7 +561,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError([(key, f"--set value {raw!r} is not valid YAML ({exc})")]) from None
+        message = f"--set value {raw!r} is not valid YAML ({_one_line(exc)})"
+        raise ConfigError([(key, message)]) from None
     return parts, value
 
 
@@ -562,7 +611,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError([("", f"{path} is not valid YAML{where}: {exc}")]) from None
+        problem = getattr(exc, "problem", None) or _one_line(exc)
+        raise ConfigError([("", f"{path} is not valid YAML{where}: {problem}")]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -583,6 +633,7 @@ def from_dict(
         problems = [_format_pydantic(e) for e in exc.errors()]
         raise ConfigError(sorted(set(problems), key=problems.index)) from None
     problems = _semantic_problems(exp)
+    problems += _empirical_problems(exp.cluster.compute, "cluster.compute", Path(source_dir))
     if problems:
         raise ConfigError(problems)
     exp._source_dir = Path(source_dir)
