@@ -150,6 +150,130 @@ def scheme_table(result: RunResult) -> Table:
     return table
 
 
+@cli.command("sweep")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option(
+    "--grid",
+    "grids",
+    multiple=True,
+    metavar="KEY=V1,V2,...",
+    required=True,
+    help="A swept key and its values (YAML), e.g. --grid cluster.workers=12,20,40 "
+    "(repeatable; the product of all grids is run).",
+)
+@click.option(
+    "--zip",
+    "zipped",
+    is_flag=True,
+    help="Pair the grids' values instead of taking "
+    "their product (all grids must have the same length).",
+)
+@OVERRIDE
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Parallel workers (default: all cores).",
+)
+@click.option(
+    "--dask",
+    metavar="ADDRESS|local",
+    default=None,
+    help="Run on a Dask cluster: a scheduler address, or 'local' for a LocalCluster "
+    "(default: $DASK_SCHEDULER_ADDRESS if set, else a local process pool).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Sweep directory (default results/<name>/sweep-<fingerprint>).",
+)
+@click.option("--force", is_flag=True, help="Recompute every point, even finished ones.")
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Times a failing point is retried before it is reported as failed.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no table.")
+def sweep_command(config, grids, zipped, overrides, jobs, dask, out, force, retries, quiet):
+    """Run a grid of experiments (resumable: a rerun skips finished points)."""
+    from .sweep import run_sweep
+
+    console = Console(stderr=True)
+    show = not quiet and console.is_terminal
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    ]
+    try:
+        with Progress(*columns, console=console, disable=not show, transient=True) as bar:
+            task = bar.add_task("points", total=None)
+
+            def progress(point_id: str, status: str) -> None:
+                bar.advance(task, 1)
+                if status == "failed":
+                    console.print(f"point {point_id} failed", highlight=False)
+
+            from .sweep import plan_points
+
+            _, planned = plan_points(Path(config), list(overrides), list(grids), zipped)
+            bar.update(task, total=len(planned))
+            report = run_sweep(
+                Path(config),
+                list(grids),
+                list(overrides),
+                zipped,
+                jobs,
+                dask,
+                Path(out) if out else None,
+                force,
+                retries,
+                progress,
+            )
+    except cfg.ConfigError as exc:
+        _fail(exc.lines())
+    if not quiet:
+        out_console = Console() if Console().is_terminal else Console(width=140)
+        out_console.print(sweep_table(report))
+    if report.skipped:
+        click.echo(f"{len(report.skipped)} points already done (skipped); --force recomputes them")
+    for point_id, why in report.recomputed.items():
+        click.echo(f"point {point_id}: recomputed ({why})")
+    click.echo(f"{len(report.ran)} points run on {report.executor} in {report.seconds:.1f} s")
+    click.echo(f"results: {report.root}")
+    if report.failed:
+        for point_id, error in report.failed.items():
+            click.echo(f"error: point {point_id} failed: {error}", err=True)
+        sys.exit(1)
+
+
+def sweep_table(report) -> Table:
+    """Mean completion time (decoded trials) and decode rate per point and scheme."""
+    summary = report.summary
+    table = Table(title=f"sweep {report.root}", title_justify="left")
+    if summary is None or summary.empty:
+        return table
+    keys = [c for c in summary.columns[1 : summary.columns.get_loc("scheme")]]
+    schemes = list(dict.fromkeys(summary["scheme"]))
+    for key in keys:
+        table.add_column(key, justify="right", no_wrap=True)
+    for scheme in schemes:
+        table.add_column(f"{scheme}\nmean T (dec.)", justify="right")
+    for _, group in summary.groupby("point", sort=False):
+        cells = [str(group[key].iloc[0]) for key in keys]
+        for scheme in schemes:
+            rows = group[group.scheme == scheme]
+            decoded = rows[rows.decoded]
+            mean = decoded.completion_time.mean() if len(decoded) else float("nan")
+            cells.append(f"{_fmt(mean)} ({len(decoded) / max(len(rows), 1):.0%})")
+        table.add_row(*cells)
+    return table
+
+
 @cli.command("validate")
 @click.argument("config", type=click.Path(dir_okay=False))
 @OVERRIDE

@@ -8,6 +8,7 @@ load larger than the cluster, a deadline missing in approximate mode) from ``_se
 
 from __future__ import annotations
 
+import math
 import types
 import typing
 from pathlib import Path
@@ -195,7 +196,13 @@ class FastestKScheme(_Scheme):
     """Same split as uncoded; the PS rescales the sum of the first k uploads (approximate)."""
 
     protocol: Literal["fastest_k"]
-    k: Annotated[int, Field(ge=1)]
+    k: Annotated[int, Field(ge=1)] | None = None
+    """Uploads to wait for; or give ``fraction`` instead."""
+    fraction: Annotated[float, Field(gt=0, le=1)] | None = None
+    """k as a fraction of the workers (rounded up), so a sweep over workers keeps it valid."""
+
+    def wait_for(self, workers: int) -> int:
+        return self.k if self.k is not None else math.ceil(self.fraction * workers - 1e-9)
 
 
 class _CyclicScheme(_Scheme):
@@ -361,8 +368,13 @@ def _scheme_problems(scheme: _Scheme, key: str, m: int, n: int) -> list[tuple[st
                 f"chunks >= workers ({m}), got {n}",
             )
         )
-    if isinstance(scheme, FastestKScheme) and scheme.k > m:
-        problems.append((f"{key}.k", f"k must be at most workers ({m}), got {scheme.k}"))
+    if isinstance(scheme, FastestKScheme):
+        if (scheme.k is None) == (scheme.fraction is None):
+            problems.append(
+                (f"{key}.k", "give exactly one of k (uploads) or fraction (of workers)")
+            )
+        elif scheme.k is not None and scheme.k > m:
+            problems.append((f"{key}.k", f"k must be at most workers ({m}), got {scheme.k}"))
     load = getattr(scheme, "load", None)
     if load is not None:
         if load > m:
@@ -567,39 +579,68 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``--set`` overrides in order to raw config data (a copy is returned)."""
+    """Apply ``--set`` overrides in order to raw config data (a copy is returned).
+
+    A list index may be ``*``: ``schemes.*.ell=2`` sets ell on every scheme whose protocol has
+    an ``ell`` parameter, and leaves the others alone.
+    """
     import copy
 
     data = copy.deepcopy(data)
     for text in overrides:
         parts, value = parse_override(text)
-        node: Any = data
-        for depth, part in enumerate(parts):
-            last = depth == len(parts) - 1
-            where = ".".join(parts[: depth + 1])
-            if isinstance(node, list):
-                # The index one past the end appends (e.g. --set schemes.4={protocol: frc, ...}).
-                limit = len(node) if last else len(node) - 1
-                if not part.isdigit() or int(part) > limit:
-                    raise ConfigError(
-                        [(where, f"--set: list index must be 0..{limit}, got {part!r}")]
-                    )
-                index: Any = int(part)
-                if index == len(node):
-                    node.append(None)
-            elif isinstance(node, dict):
-                index = part
-            else:
-                raise ConfigError(
-                    [(".".join(parts[:depth]), "--set: this value is not a mapping or a list")]
-                )
-            if last:
-                node[index] = value
-            else:
-                if isinstance(node, dict) and index not in node:
-                    node[index] = {}
-                node = node[index]
+        _assign(data, parts, 0, value)
     return data
+
+
+def _assign(node: Any, parts: list[str], depth: int, value: Any) -> None:
+    part, last = parts[depth], depth == len(parts) - 1
+    where = ".".join(parts[: depth + 1])
+    if isinstance(node, list):
+        if part == "*" and not last:
+            matched = False
+            for item in node:
+                if _accepts(item, parts[depth + 1 :]):
+                    _assign(item, parts, depth + 1, value)
+                    matched = True
+            if not matched:
+                raise ConfigError(
+                    [(where, f"--set: no item here has {'.'.join(parts[depth + 1 :])}")]
+                )
+            return
+        # The index one past the end appends (e.g. --set schemes.4={protocol: frc, ...}).
+        limit = len(node) if last else len(node) - 1
+        if not part.isdigit() or int(part) > limit:
+            raise ConfigError([(where, f"--set: list index must be 0..{limit}, got {part!r}")])
+        index: Any = int(part)
+        if index == len(node):
+            node.append(None)
+    elif isinstance(node, dict):
+        index = part
+    else:
+        raise ConfigError(
+            [(".".join(parts[:depth]), "--set: this value is not a mapping or a list")]
+        )
+    if last:
+        node[index] = value
+        return
+    if isinstance(node, dict) and index not in node:
+        node[index] = {}
+    _assign(node[index], parts, depth + 1, value)
+
+
+def _accepts(item: Any, rest: list[str]) -> bool:
+    """Whether a wildcard target accepts the remaining key: a scheme only if its protocol has
+    that parameter; anything else if it is a mapping."""
+    if not isinstance(item, dict):
+        return False
+    protocol = item.get("protocol")
+    if protocol is None or len(rest) != 1:
+        return True
+    for member in typing.get_args(_unwrap(Scheme)):
+        if typing.get_args(member.model_fields["protocol"].annotation)[0] == protocol:
+            return rest[0] in member.model_fields
+    return False
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

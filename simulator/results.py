@@ -7,6 +7,7 @@ directory that looks finished. Existing results are never overwritten silently.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -78,6 +79,8 @@ def write_run(
         write_parquet(result.events, staging / "events.parquet")
         manifest = {
             "gcsim_version": __version__,
+            "config_sha256": config_hash(exp),
+            "files": {name: file_hash(staging / name) for name in CHECKED_FILES},
             "name": exp.name,
             "seed": exp.seed,
             "trials": exp.trials,
@@ -102,6 +105,42 @@ def write_run(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+CHECKED_FILES = ("config.yaml", "summary.parquet", "events.parquet")
+
+
+def config_hash(exp: Experiment) -> str:
+    """Fingerprint of the resolved config: two runs with the same one give the same results."""
+    canonical = json.dumps(exp.resolved(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def run_problem(path: Path, expected_config: str | None = None) -> str | None:
+    """Why the run directory at ``path`` cannot be trusted, or None if it is whole.
+
+    Checks that the manifest parses and every file matches the checksum recorded when the run
+    finished (a truncated or edited file fails), and optionally that the run is of the expected
+    config.
+    """
+    path = Path(path)
+    try:
+        manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+        files = manifest["files"]
+        for name in CHECKED_FILES:
+            if file_hash(path / name) != files[name]:
+                return f"{name} does not match its checksum"
+    except FileNotFoundError as exc:
+        return f"missing {Path(exc.filename).name}"
+    except (ValueError, KeyError, TypeError) as exc:
+        return f"unreadable manifest ({exc})"
+    if expected_config is not None and manifest.get("config_sha256") != expected_config:
+        return "made with a different config"
+    return None
 
 
 def _versions() -> dict[str, str]:

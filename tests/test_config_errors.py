@@ -431,7 +431,7 @@ def test_validate_quickstart_prints_the_resolved_config(gcsim):
         "original_gc",
         "partial_gc",
     ]
-    assert resolved["schemes"][1]["k"] == 16
+    assert resolved["schemes"][1]["fraction"] == 0.8 and resolved["schemes"][1]["k"] is None
     assert resolved["schemes"][3]["mode"] == "exact"
     assert resolved["schemes"][3]["deadline"] is None
     assert "valid (4 schemes, 2000 trials)" in result.stderr

@@ -11,7 +11,7 @@ from .uncoded import SplitTrial, Uncoded
 
 class FastestKTrial(SplitTrial):
     def enough(self) -> bool:
-        return len(self.received) == self.protocol.spec.k
+        return len(self.received) == self.protocol.k
 
     def result(self) -> Decoded:
         decoded = super().result()
@@ -25,6 +25,10 @@ class FastestK(Uncoded):
     name = "fastest_k"
     exact = False
     examples = ({"k": 9},)
+
+    def __init__(self, spec, exp, label):
+        super().__init__(spec, exp, label)
+        self.k = spec.wait_for(self.workers)
 
     def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:
         return FastestKTrial(self, grads)

@@ -1,0 +1,385 @@
+"""Sweeps: a grid of runs over any config keys, on a process pool or a Dask cluster.
+
+A sweep directory holds ``sweep.json`` (the grid and every point's status), ``points/<id>/``
+(one run directory per point) and ``summary.parquet`` (every point's summary rows with one
+column per grid key). Guarantees:
+
+- reproducible: a point's seed derives from (config seed, point key) through SeedSequence, and
+  the combined summary is assembled in grid order, so ``--jobs 1``, ``--jobs 4`` and Dask give
+  the same bytes;
+- resumable: a point directory appears whole (temporary name, then rename) with checksums in its
+  manifest; a rerun skips every point whose files and config check out, recomputes the rest,
+  and never merges a corrupt or partial point;
+- robust: a point whose worker dies or raises is retried; one that keeps failing is reported
+  with its error and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import hashlib
+import itertools
+import json
+import multiprocessing
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from . import config as cfg
+from .results import config_hash, run_problem, write_parquet, write_run
+from .runner import run
+from .streams import seed_sequence
+
+# --------------------------------------------------------------------------------------------
+# Grids and points
+
+
+def parse_grid(text: str) -> tuple[str, list[Any]]:
+    """``key=v1,v2,...`` -> (key, YAML-parsed values). Commas inside [] or {} do not split."""
+    if "=" not in text:
+        raise cfg.ConfigError([("--grid", f"expected KEY=V1,V2,... got {text!r}")])
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise cfg.ConfigError([("--grid", f"bad key {key!r}: use dotted keys like schemes.1.ell")])
+    items, depth, current = [], 0, ""
+    for char in raw:
+        if char == "," and depth == 0:
+            items.append(current)
+            current = ""
+            continue
+        depth += char in "[{"
+        depth -= char in "]}"
+        current += char
+    items.append(current)
+    values = []
+    for item in items:
+        if not item.strip():
+            raise cfg.ConfigError([(key, f"--grid has an empty value in {raw!r}")])
+        try:
+            values.append(yaml.safe_load(item))
+        except yaml.YAMLError:
+            raise cfg.ConfigError([(key, f"--grid value {item!r} is not valid YAML")]) from None
+    if len(set(map(repr, values))) != len(values):
+        raise cfg.ConfigError([(key, f"--grid repeats a value in {raw!r}")])
+    return key, values
+
+
+def grid_points(grids: list[tuple[str, list[Any]]], zipped: bool) -> list[dict[str, Any]]:
+    """Every point of the grid, in order: the cartesian product, or the values paired (--zip)."""
+    keys = [key for key, _ in grids]
+    if len(set(keys)) != len(keys):
+        raise cfg.ConfigError([("--grid", "a key is given twice")])
+    if zipped:
+        lengths = {len(values) for _, values in grids}
+        if len(lengths) > 1:
+            raise cfg.ConfigError(
+                [("--zip", f"needs grids of equal length, got {sorted(lengths)} values")]
+            )
+        combos = zip(*(values for _, values in grids), strict=True)
+    else:
+        combos = itertools.product(*(values for _, values in grids))
+    return [dict(zip(keys, combo, strict=True)) for combo in combos]
+
+
+def point_key(params: dict[str, Any]) -> str:
+    """Canonical text of a point: what its id and seed derive from."""
+    return json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def point_id(params: dict[str, Any]) -> str:
+    return "p" + hashlib.sha256(point_key(params).encode("utf-8")).hexdigest()[:10]
+
+
+def point_seed(base_seed: int, params: dict[str, Any]) -> int:
+    """A point's seed from (config seed, point key); a grid over ``seed`` itself is kept."""
+    if "seed" in params:
+        return int(params["seed"])
+    state = seed_sequence(base_seed, "sweep-point", point_key(params)).generate_state(2)
+    return int(state[0]) << 32 | int(state[1])
+
+
+@dataclass(frozen=True)
+class Point:
+    id: str
+    params: dict[str, Any]
+    data: dict[str, Any]  # the point's full raw config
+    config_sha256: str
+
+
+def plan_points(
+    config_path: Path, overrides: list[str], grids: list[str], zipped: bool
+) -> tuple[cfg.Experiment, list[Point]]:
+    """Validate the base config and every point before anything runs (ConfigError lists all)."""
+    config_path = Path(config_path)
+    raw = cfg.apply_overrides(cfg.read_yaml(config_path), overrides)
+    raw.setdefault("name", config_path.stem)
+    base = cfg.from_dict(raw, source_dir=config_path.parent)
+    parsed = [parse_grid(text) for text in grids]
+    if not parsed:
+        raise cfg.ConfigError([("--grid", "give at least one --grid KEY=V1,V2,...")])
+    points, problems = [], []
+    for params in grid_points(parsed, zipped):
+        data = cfg.apply_overrides(raw, [])
+        for key, value in params.items():
+            data = _set(data, key, value)
+        data["seed"] = point_seed(base.seed, params)
+        try:
+            exp = cfg.from_dict(data, source_dir=config_path.parent)
+        except cfg.ConfigError as exc:
+            where = ", ".join(f"{k}={v}" for k, v in params.items())
+            problems += [
+                (key, f"{message} (at grid point {where})") for key, message in exc.problems
+            ]
+            continue
+        points.append(Point(point_id(params), params, data, config_hash(exp)))
+    if problems:
+        raise cfg.ConfigError(problems)
+    return base, points
+
+
+def _set(data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """Set a dotted key to an already parsed value (same rules as --set)."""
+    return cfg.apply_overrides(data, [f"{key}={json.dumps(value)}"])
+
+
+def default_sweep_dir(base: cfg.Experiment, points: list[Point], root: Path = Path("results")):
+    """``results/<name>/sweep-<fingerprint>``: rerunning the same sweep finds its own results."""
+    fingerprint = hashlib.sha256("".join(p.config_sha256 for p in points).encode()).hexdigest()
+    return root / (base.name or "sweep") / f"sweep-{fingerprint[:10]}"
+
+
+# --------------------------------------------------------------------------------------------
+# Running one point (in a worker process)
+
+
+@dataclass(frozen=True)
+class PointTask:
+    point: Point
+    source_dir: str
+    out_dir: str
+
+
+def run_point(task: PointTask) -> dict[str, Any]:
+    """Run one point and write its run directory atomically. Runs in worker processes."""
+    started = time.perf_counter()
+    exp = cfg.from_dict(task.point.data, source_dir=task.source_dir)
+    result = run(exp)
+    target = Path(task.out_dir)
+    write_run(result, target, argv=["gcsim", "sweep", "point", task.point.id], force=True)
+    return {"id": task.point.id, "seconds": time.perf_counter() - started}
+
+
+# --------------------------------------------------------------------------------------------
+# Executors: one interface (concurrent.futures) for a local pool and Dask
+
+
+@contextlib.contextmanager
+def open_executor(jobs: int, dask: str | None) -> Iterator[tuple[cf.Executor, str]]:
+    """A concurrent.futures executor and a description of it.
+
+    ``dask``: None for a local process pool of ``jobs`` workers; "local" for a Dask
+    LocalCluster of ``jobs`` single-threaded worker processes on loopback; else a scheduler
+    address. Dask's client offers the same executor interface, so the sweep loop is one code path.
+    """
+    if dask is None:
+        context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
+        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+            yield pool, f"local process pool, {jobs} jobs"
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise cfg.ConfigError(
+            [("--dask", "Dask is not installed: pip install -e '.[dask]'")]
+        ) from None
+    if dask == "local":
+        cluster = LocalCluster(
+            n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=None,
+        )  # fmt: skip
+        with cluster, Client(cluster) as client:
+            yield client.get_executor(), f"Dask LocalCluster, {jobs} workers"
+        return
+    try:
+        client = Client(dask, timeout="10s")
+    except OSError as exc:
+        raise cfg.ConfigError([("--dask", f"cannot reach scheduler {dask}: {exc}")]) from None
+    with client:
+        workers = len(client.scheduler_info().get("workers", {}))
+        yield client.get_executor(), f"Dask scheduler {dask}, {workers} workers"
+
+
+# --------------------------------------------------------------------------------------------
+# The sweep
+
+
+@dataclass
+class SweepReport:
+    root: Path
+    executor: str
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    recomputed: dict[str, str] = field(default_factory=dict)  # id -> why the old one was bad
+    failed: dict[str, str] = field(default_factory=dict)  # id -> last error
+    seconds: float = 0.0
+    summary: pd.DataFrame | None = None
+
+
+def run_sweep(
+    config_path: Path,
+    grids: list[str],
+    overrides: list[str] = (),
+    zipped: bool = False,
+    jobs: int | None = None,
+    dask: str | None = None,
+    out: Path | None = None,
+    force: bool = False,
+    retries: int = 3,
+    progress: Callable[[str, str], None] | None = None,
+) -> SweepReport:
+    """Run (or resume) a sweep; ``progress(point_id, status)`` is told of every point."""
+    started = time.perf_counter()
+    base, points = plan_points(Path(config_path), list(overrides), grids, zipped)
+    root = Path(out) if out else default_sweep_dir(base, points)
+    jobs = jobs or os.cpu_count() or 1
+    if dask is None:
+        dask = os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    _check_sweep_dir(root, points, force)
+    (root / "points").mkdir(parents=True, exist_ok=True)
+    _clean_staging(root / "points")
+    report = SweepReport(root, executor="")
+    todo = []
+    for point in points:
+        target = root / "points" / point.id
+        if target.exists() and not force:
+            problem = run_problem(target, point.config_sha256)
+            if problem is None:
+                report.skipped.append(point.id)
+                if progress:
+                    progress(point.id, "skipped")
+                continue
+            report.recomputed[point.id] = problem
+            shutil.rmtree(target)
+        todo.append(point)
+    _write_sweep_json(root, base, grids, zipped, points, report)
+    if todo:
+        _execute(todo, root, Path(config_path).parent, jobs, dask, retries, report, progress)
+    else:
+        report.executor = "none (every point was already done)"
+    report.summary = _combine(root, points, report)
+    report.seconds = time.perf_counter() - started
+    _write_sweep_json(root, base, grids, zipped, points, report)
+    return report
+
+
+def _execute(todo, root, source_dir, jobs, dask, retries, report, progress) -> None:
+    """Run points until each is done or has failed ``retries + 1`` times. A worker process that
+    dies breaks the pool: its points fail this round and run again in a fresh executor."""
+    attempts = {point.id: 0 for point in todo}
+    pending = list(todo)
+    while pending:
+        with open_executor(min(jobs, len(pending)), dask) as (executor, description):
+            report.executor = description
+            futures = {
+                executor.submit(
+                    run_point, PointTask(p, str(source_dir), str(root / "points" / p.id))
+                ): p
+                for p in pending
+            }
+            pending = []
+            for future in cf.as_completed(futures):
+                point = futures[future]
+                try:
+                    future.result()
+                except Exception as exc:  # noqa: BLE001 - reported, retried, never fatal
+                    attempts[point.id] += 1
+                    if attempts[point.id] <= retries:
+                        pending.append(point)
+                        continue
+                    report.failed[point.id] = f"{type(exc).__name__}: {exc}"
+                    if progress:
+                        progress(point.id, "failed")
+                    continue
+                report.ran.append(point.id)
+                if progress:
+                    progress(point.id, "done")
+        pending.sort(key=lambda p: todo.index(p))
+
+
+def _check_sweep_dir(root: Path, points: list[Point], force: bool) -> None:
+    """A sweep directory may be reused only by the same sweep (same point ids)."""
+    spec = root / "sweep.json"
+    if root.exists() and not spec.exists() and any(root.iterdir()):
+        raise cfg.ConfigError(
+            [("--out", f"{root} holds other files, not a sweep; choose another --out")]
+        )
+    if spec.exists() and not force:
+        try:
+            old = {p["id"] for p in json.loads(spec.read_text(encoding="utf-8"))["points"]}
+        except (ValueError, KeyError, TypeError):
+            return  # unreadable: the points themselves are checked one by one
+        if old != {p.id for p in points}:
+            raise cfg.ConfigError(
+                [("--out", f"{root} holds a different sweep (other grid or config); choose "
+                  "another --out or pass --force to replace it")]
+            )  # fmt: skip
+
+
+def _clean_staging(points_dir: Path) -> None:
+    """Remove temporary directories left by a killed sweep: never merged, never trusted."""
+    for leftover in points_dir.glob(".*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _combine(root: Path, points: list[Point], report: SweepReport) -> pd.DataFrame:
+    """Every finished point's summary with one column per grid key, in grid order."""
+    frames = []
+    for point in points:
+        if point.id in report.failed:
+            continue
+        summary = pd.read_parquet(root / "points" / point.id / "summary.parquet")
+        for position, (key, value) in enumerate(point.params.items()):
+            summary.insert(position, key, [value] * len(summary))
+        summary.insert(0, "point", point.id)
+        frames.append(summary)
+    combined = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    staging = root / ".summary.parquet.tmp"
+    write_parquet(combined, staging)
+    os.replace(staging, root / "summary.parquet")
+    return combined
+
+
+def _write_sweep_json(root, base, grids, zipped, points, report) -> None:
+    status = {pid: "done" for pid in report.ran + report.skipped}
+    status.update({pid: "failed" for pid in report.failed})
+    spec = {
+        "name": base.name,
+        "seed": base.seed,
+        "grid": dict(parse_grid(text) for text in grids),
+        "mode": "zip" if zipped else "product",
+        "executor": report.executor,
+        "seconds": report.seconds,
+        "points": [
+            {
+                "id": p.id,
+                "params": p.params,
+                "dir": f"points/{p.id}",
+                "seed": p.data["seed"],
+                "status": status.get(p.id, "pending"),
+                **({"error": report.failed[p.id]} if p.id in report.failed else {}),
+            }
+            for p in points
+        ],
+    }
+    staging = root / ".sweep.json.tmp"
+    staging.write_text(json.dumps(spec, indent=2, default=str), encoding="utf-8")
+    os.replace(staging, root / "sweep.json")

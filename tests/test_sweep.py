@@ -1,0 +1,225 @@
+"""Sweeps: reproducible whatever runs them, resumable after SIGKILL, never merging bad points."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from simulator import sweep as sweep_module
+from simulator.config import ConfigError
+from simulator.sweep import grid_points, parse_grid, point_seed, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "configs" / "quickstart.yaml"
+GRIDS = ["cluster.workers=8,12", "schemes.*.ell=1,2"]
+SMALL = ["trials=60", "data.dim=16"]
+
+
+def sweep(out: Path, **kwargs):
+    kwargs.setdefault("overrides", SMALL)
+    return run_sweep(QUICKSTART, GRIDS, out=out, **kwargs)
+
+
+def test_parse_grid_values_are_yaml_and_brackets_do_not_split():
+    assert parse_grid("cluster.workers=8,12") == ("cluster.workers", [8, 12])
+    assert parse_grid("cluster.slowdown=[1, 2],[3, 4]") == ("cluster.slowdown", [[1, 2], [3, 4]])
+    assert parse_grid("schemes.0.mode=exact,approximate")[1] == ["exact", "approximate"]
+    for bad in ("nokey", "=1,2", "a..b=1", "a=1,,2", "a=1,1"):
+        with pytest.raises(ConfigError):
+            parse_grid(bad)
+
+
+def test_product_and_zip():
+    grids = [("a", [1, 2]), ("b", [3, 4])]
+    assert grid_points(grids, zipped=False) == [
+        {"a": 1, "b": 3},
+        {"a": 1, "b": 4},
+        {"a": 2, "b": 3},
+        {"a": 2, "b": 4},
+    ]
+    assert grid_points(grids, zipped=True) == [{"a": 1, "b": 3}, {"a": 2, "b": 4}]
+    with pytest.raises(ConfigError):
+        grid_points([("a", [1, 2]), ("b", [3])], zipped=True)
+
+
+def test_point_seeds_derive_from_config_seed_and_point():
+    a, b = {"x": 1}, {"x": 2}
+    assert point_seed(5, a) == point_seed(5, a)
+    assert len({point_seed(5, a), point_seed(5, b), point_seed(6, a)}) == 3
+    assert point_seed(5, {"seed": 17}) == 17
+
+
+def test_combined_summary_has_grid_columns_and_every_point(tmp_path):
+    report = sweep(tmp_path / "s", jobs=1)
+    summary = pd.read_parquet(tmp_path / "s" / "summary.parquet")
+    assert list(summary.columns[:3]) == ["point", "cluster.workers", "schemes.*.ell"]
+    assert len(summary) == 4 * 4 * 60  # points x schemes x trials
+    spec = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert spec["grid"] == {"cluster.workers": [8, 12], "schemes.*.ell": [1, 2]}
+    assert [p["status"] for p in spec["points"]] == ["done"] * 4
+    assert len(report.ran) == 4 and not report.failed
+    # The wildcard set ell on both coded schemes, and the point's seed is the derived one.
+    point = spec["points"][3]
+    config = (tmp_path / "s" / point["dir"] / "config.yaml").read_text()
+    assert config.count("ell: 2") == 2 and f"seed: {point['seed']}" in config
+
+
+def test_jobs_1_jobs_2_and_dask_give_identical_summaries(tmp_path):
+    pytest.importorskip("distributed")
+    sweep(tmp_path / "j1", jobs=1)
+    sweep(tmp_path / "j2", jobs=2)
+    report = sweep(tmp_path / "dask", jobs=2, dask="local")
+    assert "Dask LocalCluster" in report.executor
+    reference = (tmp_path / "j1" / "summary.parquet").read_bytes()
+    assert (tmp_path / "j2" / "summary.parquet").read_bytes() == reference
+    assert (tmp_path / "dask" / "summary.parquet").read_bytes() == reference
+
+
+def test_rerun_skips_finished_points_and_force_recomputes(tmp_path):
+    sweep(tmp_path / "s", jobs=1)
+    again = sweep(tmp_path / "s", jobs=1)
+    assert len(again.skipped) == 4 and not again.ran
+    forced = sweep(tmp_path / "s", jobs=1, force=True)
+    assert len(forced.ran) == 4
+
+
+def test_corrupt_and_partial_points_are_recomputed_never_merged(tmp_path):
+    sweep(tmp_path / "clean", jobs=1)
+    sweep(tmp_path / "s", jobs=1)
+    points = sorted((tmp_path / "s" / "points").iterdir())
+    # Truncate one summary, edit another's events, delete a third's manifest, and leave a
+    # staging directory as a killed writer would.
+    summary = points[0] / "summary.parquet"
+    summary.write_bytes(summary.read_bytes()[:100])
+    events = points[1] / "events.parquet"
+    events.write_bytes(events.read_bytes() + b"x")
+    (points[2] / "manifest.json").unlink()
+    (tmp_path / "s" / "points" / f".{points[3].name}.tmp-999").mkdir()
+    report = sweep(tmp_path / "s", jobs=1)
+    assert set(report.recomputed) == {p.name for p in points[:3]}
+    assert "summary.parquet does not match its checksum" in report.recomputed[points[0].name]
+    assert len(report.skipped) == 1
+    assert not list((tmp_path / "s" / "points").glob(".*"))
+    assert (tmp_path / "s" / "summary.parquet").read_bytes() == (
+        tmp_path / "clean" / "summary.parquet"
+    ).read_bytes()
+
+
+def test_changed_config_recomputes_and_other_sweep_is_refused(tmp_path):
+    sweep(tmp_path / "s", jobs=1)
+    with pytest.raises(ConfigError, match="different sweep"):
+        run_sweep(QUICKSTART, ["cluster.workers=8,16"], overrides=SMALL, out=tmp_path / "s")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not a sweep"):
+        sweep(tmp_path / "other", jobs=1)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+
+
+def test_a_sweep_killed_midway_resumes_to_the_same_summary(tmp_path):
+    overrides = ["--set", "trials=900", "--set", "data.gradients=none"]
+    grid = ["--grid", "cluster.workers=8,12,16", "--grid", "schemes.*.ell=1,2"]
+    command = [
+        sys.executable,
+        "-m",
+        "simulator",
+        "sweep",
+        str(QUICKSTART),
+        *grid,
+        *overrides,
+        "--jobs",
+        "1",
+        "-q",
+    ]
+    subprocess.run([*command, "--out", str(tmp_path / "whole")], check=True, capture_output=True)
+    expected = (tmp_path / "whole" / "summary.parquet").read_bytes()
+
+    out = tmp_path / "killed"
+    process = subprocess.Popen(
+        [*command, "--out", str(out)],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        finished = [p for p in (out / "points").glob("p*")] if (out / "points").exists() else []
+        if len(finished) >= 2:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done_before = len(list((out / "points").glob("p*")))
+    assert 2 <= done_before < 6, "the sweep was not killed mid-way"
+    assert not (out / "summary.parquet").exists()
+
+    rerun = subprocess.run([*command, "--out", str(out)], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{done_before} points already done (skipped)" in rerun.stdout
+    assert (out / "summary.parquet").read_bytes() == expected
+
+
+@contextlib.contextmanager
+def thread_executor(jobs, dask):
+    with cf.ThreadPoolExecutor(max_workers=jobs) as pool:
+        yield pool, "threads (test)"
+
+
+def test_failing_points_are_retried_then_reported_without_stopping_others(tmp_path, monkeypatch):
+    real = sweep_module.run_point
+    calls: dict[str, int] = {}
+
+    def flaky(task):
+        calls[task.point.id] = calls.get(task.point.id, 0) + 1
+        workers = task.point.params["cluster.workers"]
+        ell = task.point.params["schemes.*.ell"]
+        if workers == 8 and ell == 2:
+            raise RuntimeError("this point always fails")
+        if workers == 12 and ell == 1 and calls[task.point.id] == 1:
+            raise cf.process.BrokenProcessPool("a worker died")  # transient
+        return real(task)
+
+    monkeypatch.setattr(sweep_module, "open_executor", thread_executor)
+    monkeypatch.setattr(sweep_module, "run_point", flaky)
+    report = sweep(tmp_path / "s", jobs=2, retries=2)
+    assert len(report.failed) == 1
+    (error,) = report.failed.values()
+    assert "RuntimeError: this point always fails" in error
+    assert len(report.ran) == 3
+    assert sorted(calls.values()) == [1, 1, 2, 3]  # retried once (transient), 3x (permanent)
+    spec = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    statuses = sorted(p["status"] for p in spec["points"])
+    assert statuses == ["done", "done", "done", "failed"]
+    summary = pd.read_parquet(tmp_path / "s" / "summary.parquet")
+    assert summary.point.nunique() == 3
+
+
+def test_cli_sweep_reports_failure_exit_and_bad_grid(tmp_path):
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "simulator",
+            "sweep",
+            str(QUICKSTART),
+            "--grid",
+            "cluster.workers=2,8",
+            "--out",
+            str(tmp_path / "s"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2
+    assert "schemes.2.load" in bad.stderr and "at grid point cluster.workers=2" in bad.stderr
+    assert not (tmp_path / "s").exists()
