@@ -59,9 +59,29 @@ OVERRIDE = click.option(
     help="Run directory (default results/<name>/<run-id>).",
 )
 @click.option("--force", is_flag=True, help="Replace the results already in --out.")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Split the trials over this many processes (same results as 1).",
+)
+@click.option(
+    "--dask",
+    metavar="ADDRESS|local",
+    default=None,
+    help="Split the trials over a Dask cluster (an address, or 'local').",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no table.")
 def run_command(
-    config: str, overrides: tuple[str, ...], out: str | None, force: bool, quiet: bool
+    config: str,
+    overrides: tuple[str, ...],
+    out: str | None,
+    force: bool,
+    jobs: int,
+    dask: str | None,
+    quiet: bool,
 ) -> None:
     """Run one experiment and write its run directory."""
     from .results import check_writable, default_run_dir, write_run
@@ -70,7 +90,7 @@ def run_command(
     target = Path(out) if out else default_run_dir(exp)
     try:
         check_writable(target, force)
-        result = _run_with_progress(exp, quiet)
+        result = _run_with_progress(exp, quiet, jobs, dask)
     except cfg.ConfigError as exc:  # e.g. an empirical data file that cannot be read
         _fail(exc.lines())
     path = write_run(result, target, argv=["gcsim", *sys.argv[1:]], force=force)
@@ -83,12 +103,14 @@ def run_command(
         console.print(
             f"{exp.trials} trials x {len(exp.schemes)} schemes in "
             f"{result.timings['simulate_seconds']:.1f} s ({rate:.0f} trials/s, "
-            f"engine {result.engine})"
+            f"engine {result.engine}, {result.executor})"
         )
     click.echo(f"results: {path}")
 
 
-def _run_with_progress(exp: cfg.Experiment, quiet: bool) -> RunResult:
+def _run_with_progress(
+    exp: cfg.Experiment, quiet: bool, jobs: int = 1, dask: str | None = None
+) -> RunResult:
     console = Console(stderr=True)
     show = not quiet and console.is_terminal
     columns = [
@@ -99,7 +121,7 @@ def _run_with_progress(exp: cfg.Experiment, quiet: bool) -> RunResult:
     ]
     with Progress(*columns, console=console, disable=not show, transient=True) as bar:
         task = bar.add_task(f"{exp.name}: trials", total=exp.trials)
-        return run(exp, progress=lambda n: bar.advance(task, n))
+        return run(exp, progress=lambda n: bar.advance(task, n), jobs=jobs, dask=dask)
 
 
 def _fmt(value: float, digits: int = 3) -> str:

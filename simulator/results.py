@@ -85,6 +85,7 @@ def write_run(
             "seed": exp.seed,
             "trials": exp.trials,
             "engine": result.engine,
+            "executor": result.executor,
             "schemes": exp.labels(),
             "command": argv if argv is not None else sys.argv,
             "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

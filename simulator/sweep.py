@@ -17,15 +17,13 @@ column per grid key). Guarantees:
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import hashlib
 import itertools
 import json
-import multiprocessing
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ import pandas as pd
 import yaml
 
 from . import config as cfg
+from .executors import open_executor
 from .results import config_hash, run_problem, write_parquet, write_run
 from .runner import run
 from .streams import seed_sequence
@@ -176,46 +175,6 @@ def run_point(task: PointTask) -> dict[str, Any]:
     target = Path(task.out_dir)
     write_run(result, target, argv=["gcsim", "sweep", "point", task.point.id], force=True)
     return {"id": task.point.id, "seconds": time.perf_counter() - started}
-
-
-# --------------------------------------------------------------------------------------------
-# Executors: one interface (concurrent.futures) for a local pool and Dask
-
-
-@contextlib.contextmanager
-def open_executor(jobs: int, dask: str | None) -> Iterator[tuple[cf.Executor, str]]:
-    """A concurrent.futures executor and a description of it.
-
-    ``dask``: None for a local process pool of ``jobs`` workers; "local" for a Dask
-    LocalCluster of ``jobs`` single-threaded worker processes on loopback; else a scheduler
-    address. Dask's client offers the same executor interface, so the sweep loop is one code path.
-    """
-    if dask is None:
-        context = multiprocessing.get_context("spawn")  # no fork of a threaded parent
-        with cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
-            yield pool, f"local process pool, {jobs} jobs"
-        return
-    try:
-        from distributed import Client, LocalCluster
-    except ImportError:
-        raise cfg.ConfigError(
-            [("--dask", "Dask is not installed: pip install -e '.[dask]'")]
-        ) from None
-    if dask == "local":
-        cluster = LocalCluster(
-            n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None,
-        )  # fmt: skip
-        with cluster, Client(cluster) as client:
-            yield client.get_executor(), f"Dask LocalCluster, {jobs} workers"
-        return
-    try:
-        client = Client(dask, timeout="10s")
-    except OSError as exc:
-        raise cfg.ConfigError([("--dask", f"cannot reach scheduler {dask}: {exc}")]) from None
-    with client:
-        workers = len(client.scheduler_info().get("workers", {}))
-        yield client.get_executor(), f"Dask scheduler {dask}, {workers} workers"
 
 
 # --------------------------------------------------------------------------------------------

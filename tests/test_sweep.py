@@ -223,3 +223,17 @@ def test_cli_sweep_reports_failure_exit_and_bad_grid(tmp_path):
     assert bad.returncode == 2
     assert "schemes.2.load" in bad.stderr and "at grid point cluster.workers=2" in bad.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_a_single_run_split_over_processes_gives_the_same_rows():
+    from simulator.config import load_config
+    from simulator.runner import run, trial_ranges
+
+    assert trial_ranges(1000, 3) == [(0, 512), (512, 488)]
+    assert sum(count for _, count in trial_ranges(700, 8)) == 700
+    exp = load_config(QUICKSTART, ["trials=600", "data.dim=16"])
+    split = run(exp, jobs=2)
+    whole = run(exp)
+    assert "process pool" in split.executor
+    pd.testing.assert_frame_equal(split.summary, whole.summary)
+    pd.testing.assert_frame_equal(split.events, whole.events)
