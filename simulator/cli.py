@@ -296,6 +296,74 @@ def sweep_table(report) -> Table:
     return table
 
 
+@cli.command("plot")
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option(
+    "--out", type=click.Path(file_okay=False), help="Figure directory (default PATH/figures)."
+)
+@click.option(
+    "--trial",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="The trial drawn as a timeline (a run directory only).",
+)
+@click.option(
+    "--timelines",
+    metavar="SCHEME",
+    multiple=True,
+    help="Draw timelines for these schemes only (default: every scheme).",
+)
+def plot_command(path: str, out: str | None, trial: int, timelines: tuple[str, ...]) -> None:
+    """Figures of a run or a sweep directory, as PNG and PDF."""
+    from . import plots
+
+    target = Path(path)
+    try:
+        if (target / "sweep.json").exists():
+            files = plots.plot_sweep(target, Path(out) if out else target / "figures")
+        elif (target / "summary.parquet").exists():
+            files = plots.plot_run(
+                target,
+                Path(out) if out else target / "figures",
+                trial=trial,
+                timeline_schemes=list(timelines) or None,
+            )
+        else:
+            raise FileNotFoundError(
+                f"{target} is neither a run directory (summary.parquet) nor "
+                "a sweep directory (sweep.json)"
+            )
+    except (FileNotFoundError, ValueError) as exc:
+        _fail([str(exc)])
+    for file in files:
+        click.echo(str(file))
+
+
+@cli.command("trace")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--trial", type=click.IntRange(min=0), required=True, help="The trial to export.")
+@click.option("--scheme", default=None, help="One scheme's label (default: every scheme).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Output JSON (default RUN_DIR/trace_trial<K>.json).",
+)
+def trace_command(run_dir: str, trial: int, scheme: str | None, out: str | None) -> None:
+    """Export one trial as Chrome/Perfetto Trace Event JSON (open in ui.perfetto.dev)."""
+    from .perfetto import write_chrome_trace
+
+    target = Path(out) if out else Path(run_dir) / f"trace_trial{trial}.json"
+    if not (Path(run_dir) / "events.parquet").exists():
+        _fail([f"{run_dir}: not a run directory (no events.parquet)"])
+    try:
+        path = write_chrome_trace(Path(run_dir), trial, scheme, target)
+    except ValueError as exc:
+        _fail([f"--trial/--scheme: {exc}"])
+    click.echo(str(path))
+
+
 @cli.command("validate")
 @click.argument("config", type=click.Path(dir_okay=False))
 @OVERRIDE

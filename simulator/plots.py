@@ -1,0 +1,1067 @@
+"""Figures of a run or a sweep directory, ready for a paper (PNG at 200 dpi and PDF).
+
+Everything here reads the files a run or sweep wrote, never the simulator: a figure can be redrawn
+from results on another machine. Figures are built on ``matplotlib.figure.Figure`` with an Agg
+canvas, not through ``pyplot``, so nothing touches the global backend or pyplot's figure registry,
+and the paper style is applied with ``matplotlib.rc_context`` (a style context), never by editing
+the global ``rcParams``.
+
+Every scheme keeps one colour, marker and line style in every figure of a directory (its position
+in the config), from the Okabe-Ito palette, which stays distinguishable under the common forms of
+colour blindness; markers and line styles tell schemes apart in greyscale print too.
+
+Completion time is ``inf`` for a trial that never decoded. Means and spreads of completion time
+are taken over decoded trials only, and every figure that shows them also shows the decode rate,
+because a scheme that decodes quickly but rarely would otherwise look best.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+import yaml
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from scipy import stats
+
+from .perfetto import chunk_spans, load_trial
+
+#: Okabe & Ito (2008), "Color Universal Design": safe for deuteranopia, protanopia, tritanopia.
+#: Ordered for contrast on white; yellow (weakest on white) last.
+OKABE_ITO: dict[str, str] = {
+    "blue": "#0072B2",
+    "orange": "#E69F00",
+    "bluish_green": "#009E73",
+    "vermillion": "#D55E00",
+    "reddish_purple": "#CC79A7",
+    "sky_blue": "#56B4E9",
+    "black": "#000000",
+    "yellow": "#F0E442",
+}
+PALETTE: tuple[str, ...] = tuple(OKABE_ITO.values())
+MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p")
+LINESTYLES: tuple[Any, ...] = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)))
+
+#: The paper style, applied per figure through ``rc_context``.
+PAPER_STYLE: dict[str, Any] = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "legend.title_fontsize": 8,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "grid.linewidth": 0.6,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "lines.linewidth": 1.4,
+    "lines.markersize": 5,
+    "legend.frameon": False,
+    "pdf.fonttype": 42,  # TrueType in PDFs: editable text, accepted by publishers
+    "ps.fonttype": 42,
+    "savefig.dpi": 200,
+}
+DPI = 200
+TIME_LABEL = "completion time (time units)"
+MEAN_TIME_LABEL = "mean completion time (time units)"
+UPLOAD_LABEL = "upload (floats per trial)"
+ERROR_LABEL = r"relative error $\|\hat g - g\|^2 / \|g\|^2$"
+UNDECODED_NOTE = "curves end below 1: the missing fraction never decoded (time = inf)"
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one scheme is drawn, in every figure of a directory."""
+
+    color: str
+    marker: str
+    linestyle: Any
+
+    def line(self) -> dict[str, Any]:
+        return {"color": self.color, "marker": self.marker, "linestyle": self.linestyle}
+
+
+def scheme_style(index: int) -> Style:
+    """Colour, marker and line style of the ``index``-th scheme; unique for the first 40."""
+    return Style(
+        PALETTE[index % len(PALETTE)],
+        MARKERS[index % len(MARKERS)],
+        LINESTYLES[index % len(LINESTYLES)],
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points
+
+
+def plot_any(path: Path | str, out_dir: Path | str | None = None) -> list[Path]:
+    """Figures of a run or a sweep directory (a sweep has ``sweep.json``).
+
+    ``out_dir`` defaults to ``<path>/figures``. Returns every file written (PNG and PDF).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is not a directory (expected a run or a sweep directory)")
+    out = Path(out_dir) if out_dir is not None else path / "figures"
+    if (path / "sweep.json").is_file():
+        return plot_sweep(path, out)
+    if (path / "summary.parquet").is_file():
+        return plot_run(path, out)
+    raise FileNotFoundError(
+        f"{path} is neither a run directory (no summary.parquet) nor a sweep directory "
+        "(no sweep.json)"
+    )
+
+
+def plot_run(
+    run_dir: Path | str,
+    out_dir: Path | str,
+    trial: int = 0,
+    timeline_schemes: Sequence[str] | None = None,
+) -> list[Path]:
+    """Every figure of one run: completion-time CDF, communication vs time, error vs deadline
+    (when the run has approximate schemes), and a timeline of ``trial`` for each scheme in
+    ``timeline_schemes`` (default: every scheme; none when the trial was not traced)."""
+    run_dir, out = Path(run_dir), Path(out_dir)
+    summary = pd.read_parquet(run_dir / "summary.parquet")
+    config = _read_config(run_dir)
+    order = _scheme_order(summary, config)
+    written: list[Path] = []
+    written += _completion_cdf(summary, order, out, config.get("name"))
+    written += _communication_vs_time(_scheme_stats(summary), order, out, sweep=False)
+    approx = _approximate_rows(summary, config, {})
+    if not approx.empty:
+        written += _error_vs_deadline(approx, out, "mse_vs_deadline")
+    events = _read_events(run_dir)
+    traced = set(events.loc[events["trial"] == trial, "scheme"]) if not events.empty else set()
+    for scheme in timeline_schemes if timeline_schemes is not None else order:
+        if scheme in traced:
+            written += plot_timeline(run_dir, trial=trial, scheme=scheme, out_dir=out)
+    return written
+
+
+def plot_sweep(sweep_dir: Path | str, out_dir: Path | str) -> list[Path]:
+    """Every figure of a sweep: mean completion time against each grid key (with decode rate),
+    communication vs time over all points, error vs deadline (when a grid key or the schemes
+    themselves vary an approximate deadline) and completion-time CDFs, one panel per point
+    (only up to 12 points; a bigger grid gets them from ``plot_run`` on ``points/<id>``).
+
+    Reads ``sweep.json`` (grid, points with id, params and dir), the combined
+    ``summary.parquet`` (one column per grid key) and each point's ``config.yaml`` (for the
+    deadlines of approximate schemes)."""
+    sweep_dir, out = Path(sweep_dir), Path(out_dir)
+    meta = json.loads((sweep_dir / "sweep.json").read_text(encoding="utf-8"))
+    grid: dict[str, list[Any]] = dict(meta.get("grid", {}))
+    summary = pd.read_parquet(sweep_dir / "summary.parquet")
+    summary = summary.assign(_point=_assign_points(summary, meta.get("points", [])))
+    summary = summary[summary["_point"].notna()]
+    # Points without rows (failed or not yet run) are left out of every figure.
+    points = [p for p in meta.get("points", []) if p["id"] in set(summary["_point"])]
+    params = {p["id"]: dict(p.get("params", {})) for p in points}
+    keys = [key for key in grid if all(key in params[p] for p in params)]
+    configs = {p["id"]: _read_config(sweep_dir / p.get("dir", f"points/{p['id']}")) for p in points}
+    first_config = next((c for c in configs.values() if c), _read_config(sweep_dir))
+    order = _scheme_order(summary, first_config)
+    written: list[Path] = []
+    if summary.empty:
+        return written
+    for key in keys:
+        written += _sweep_time_vs_key(summary, key, keys, grid[key], params, order, out)
+    written += _communication_vs_time(_scheme_stats(summary, ["_point"]), order, out, sweep=True)
+    approx = [
+        _approximate_rows(
+            summary[summary["_point"] == p["id"]], configs.get(p["id"], {}), params[p["id"]]
+        )
+        for p in points
+    ]
+    approx = [frame for frame in approx if not frame.empty]
+    if approx:
+        written += _error_vs_deadline(
+            pd.concat(approx, ignore_index=True), out, "sweep_mse_vs_deadline"
+        )
+    if 0 < len(points) <= 12:
+        written += _sweep_cdfs(summary, points, order, out)
+    return written
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def _read_config(directory: Path) -> dict[str, Any]:
+    path = Path(directory) / "config.yaml"
+    if not path.is_file():
+        return {}
+    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+
+def _read_events(run_dir: Path) -> pd.DataFrame:
+    path = Path(run_dir) / "events.parquet"
+    if not path.is_file():
+        return pd.DataFrame(columns=["scheme", "trial", "time", "kind", "worker", "chunk", "size"])
+    return pd.read_parquet(path)
+
+
+def _scheme_order(summary: pd.DataFrame, config: dict[str, Any]) -> list[str]:
+    """Schemes in config order (the order styles are assigned in), then any others."""
+    present = list(dict.fromkeys(summary["scheme"]))
+    labels = [s.get("label") for s in config.get("schemes", []) if isinstance(s, dict)]
+    ordered = [label for label in labels if label in present]
+    return ordered + [s for s in present if s not in ordered]
+
+
+def _styles(order: Sequence[str]) -> dict[str, Style]:
+    return {scheme: scheme_style(i) for i, scheme in enumerate(order)}
+
+
+def _assign_points(summary: pd.DataFrame, points: list[dict[str, Any]]) -> pd.Series:
+    """The sweep point id of every row of the combined summary.
+
+    ``gcsim sweep`` writes a ``point`` column; without one, rows are matched to points by the
+    grid-key columns (numbers compared with a tolerance, anything else by its text).
+    """
+    ids = {p["id"] for p in points}
+    if "point" in summary.columns:
+        return summary["point"].where(summary["point"].isin(ids))
+    assigned = pd.Series([None] * len(summary), index=summary.index, dtype=object)
+    for point in points:
+        mask = np.ones(len(summary), dtype=bool)
+        for key, value in point.get("params", {}).items():
+            if key not in summary.columns:
+                continue
+            column = summary[key]
+            if _is_number(value) and pd.api.types.is_numeric_dtype(column):
+                mask &= np.isclose(column.to_numpy(dtype=float), float(value))
+            else:
+                mask &= (column.astype(str) == str(value)).to_numpy()
+        assigned[mask & assigned.isna().to_numpy()] = point["id"]
+    return assigned
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics
+
+
+@dataclass(frozen=True)
+class TimeStats:
+    """Completion time over decoded trials, with the decode rate beside it."""
+
+    trials: int
+    decoded: int
+    mean: float
+    std: float
+    ci95: float  # half-width of the 95% confidence interval of the mean (Student t)
+
+    @property
+    def decode_rate(self) -> float:
+        return self.decoded / self.trials if self.trials else math.nan
+
+
+def time_stats(times: Iterable[float]) -> TimeStats:
+    """Mean, std and 95% CI of the mean over the finite (decoded) completion times."""
+    values = np.asarray(list(times), dtype=float)
+    finite = values[np.isfinite(values)]
+    n = finite.size
+    if n == 0:
+        return TimeStats(values.size, 0, math.nan, math.nan, math.nan)
+    mean = float(finite.mean())
+    if n == 1:
+        return TimeStats(values.size, 1, mean, 0.0, math.nan)
+    std = float(finite.std(ddof=1))
+    half = float(stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
+    return TimeStats(values.size, n, mean, std, half)
+
+
+def _scheme_stats(summary: pd.DataFrame, keys: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per scheme (and grid point): mean time over decoded trials, decode rate,
+    mean upload floats over all trials."""
+    rows = []
+    group_keys = ["scheme", *keys]
+    for values, group in summary.groupby(group_keys, sort=False, dropna=False):
+        values = values if isinstance(values, tuple) else (values,)
+        ts = time_stats(group["completion_time"])
+        rows.append(
+            dict(zip(group_keys, values, strict=True))
+            | {
+                "mean_time": ts.mean,
+                "decode_rate": ts.decode_rate,
+                "mean_upload": float(group["upload_floats"].mean()),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _approximate_rows(
+    summary: pd.DataFrame, config: dict[str, Any], point: dict[str, Any]
+) -> pd.DataFrame:
+    """Summary rows of approximate schemes with their deadline and a series name.
+
+    A series is one scheme definition with its deadline left out (protocol and parameters), so a
+    run listing the same scheme at several deadlines, and a sweep over ``schemes.N.deadline``,
+    both give one curve per scheme. Grid keys other than the deadline split series further.
+    """
+    schemes = [s for s in config.get("schemes", []) if isinstance(s, dict)]
+    approx = [
+        s for s in schemes if s.get("mode") == "approximate" and s.get("deadline") is not None
+    ]
+    if not approx or summary.empty or summary["rel_error"].isna().all():
+        return pd.DataFrame()
+    ignore = {"label", "deadline", "mode"}
+    definitions = [{k: v for k, v in s.items() if k not in ignore} for s in approx]
+
+    def varying(protocol: Any) -> list[str]:
+        """Parameters that tell apart the approximate schemes of one protocol."""
+        same = [d for d in definitions if d.get("protocol") == protocol]
+        keys = set().union(*same) - {"protocol"}
+        return sorted(k for k in keys if len({repr(d.get(k)) for d in same}) > 1)
+
+    others = {
+        k: v for k, v in point.items() if not re.fullmatch(r"schemes\.\d+\.(deadline|label)", k)
+    }
+    frames = []
+    for scheme, definition in zip(approx, definitions, strict=True):
+        rows = summary[summary["scheme"] == scheme.get("label")]
+        if rows.empty:
+            continue
+        name = " ".join(
+            [str(definition.get("protocol", scheme.get("label")))]
+            + [f"{k}={definition.get(k)}" for k in varying(definition.get("protocol"))]
+            + [f"{k}={v}" for k, v in others.items()]
+        )
+        frames.append(
+            pd.DataFrame(
+                {
+                    "series": name,
+                    "deadline": float(scheme["deadline"]),
+                    "rel_error": rows["rel_error"].to_numpy(),
+                    "decoded": rows["decoded"].to_numpy(),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+# --------------------------------------------------------------------------------------------
+# Figures
+
+
+def _legend_columns(labels: Sequence[str], fig: Figure, fontsize: float = 8) -> int:
+    """As many legend columns as fit across the figure (estimated from the longest label)."""
+    char = 0.5 * fontsize / 72  # average glyph width of DejaVu Sans, inches
+    entry = 0.6 + char * max((len(str(label)) for label in labels), default=1)
+    fits = int(fig.get_figwidth() * 0.95 // entry)
+    return max(1, min(len(labels), fits, 6))
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, out: Path, stem: str) -> list[Path]:
+    """PNG (200 dpi) and PDF side by side; then release the figure's artists."""
+    out.mkdir(parents=True, exist_ok=True)
+    png, pdf = out / f"{stem}.png", out / f"{stem}.pdf"
+    fig.savefig(png, dpi=DPI, metadata={"Software": None})
+    fig.savefig(pdf, metadata={"CreationDate": None, "Creator": None, "Producer": None})
+    fig.clear()
+    return [png, pdf]
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a scheme label or grid key."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", str(text)).strip("-").lower() or "x"
+
+
+def _percent(rate: float) -> str:
+    if math.isnan(rate):
+        return "n/a"
+    if 0.995 <= rate < 1.0:
+        return f"{100 * rate:.1f}%"
+    return f"{100 * rate:.0f}%"
+
+
+def _ecdf_points(times: np.ndarray, x_min: float, x_max: float) -> tuple[np.ndarray, np.ndarray]:
+    """Step coordinates of the empirical CDF over all trials: undecoded trials (inf) never
+    arrive, so the curve stops at the decode rate and runs flat to ``x_max``."""
+    n = times.size
+    finite = np.sort(times[np.isfinite(times)])
+    xs = np.concatenate([[x_min], finite, [x_max]])
+    ys = np.concatenate([[0.0], np.arange(1, finite.size + 1) / n, [finite.size / n]])
+    return xs, ys
+
+
+@dataclass(frozen=True)
+class TimeAxis:
+    """The x range of completion-time plots: log scale when decoded times span a decade."""
+
+    low: float
+    high: float
+    log: bool
+
+
+def time_axis(times: np.ndarray) -> TimeAxis:
+    finite = np.asarray(times, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return TimeAxis(0.0, 1.0, False)
+    low, high = float(finite.min()), float(finite.max())
+    if low > 0 and high / low >= 10:
+        return TimeAxis(low / 1.1, high * 1.1, True)
+    return TimeAxis(0.0, high * 1.03 if high > 0 else 1.0, False)
+
+
+def _log_ticks(low: float, high: float) -> list[float]:
+    """1-2-5 ticks (1-2-3-5 over a short range) inside [low, high] for a log time axis."""
+    for mantissas in ((1, 2, 5), (1, 2, 3, 5), (1, 1.5, 2, 3, 4, 5, 7)):
+        ticks = [
+            m * 10.0**e
+            for e in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1)
+            for m in mantissas
+            if low <= m * 10.0**e <= high
+        ]
+        if len(ticks) >= 5:
+            break
+    return ticks
+
+
+def _draw_cdfs(ax, summary: pd.DataFrame, order: Sequence[str], axis: TimeAxis, rates: bool):
+    styles = _styles(order)
+    for scheme in order:
+        times = summary.loc[summary["scheme"] == scheme, "completion_time"].to_numpy(float)
+        if times.size == 0:
+            continue
+        xs, ys = _ecdf_points(times, axis.low, axis.high)
+        style = styles[scheme]
+        rate = np.isfinite(times).mean()
+        label = f"{scheme} (decoded {_percent(rate)})" if rates else scheme
+        ax.step(
+            xs,
+            ys,
+            where="post",
+            label=label,
+            markevery=0.12,  # evenly spaced along the drawn curve, not over trials
+            markersize=4,
+            **style.line(),
+        )
+    if axis.log:
+        ax.set_xscale("log")
+        ticks = _log_ticks(axis.low, axis.high)
+        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_ylim(-0.02, 1.04)
+    ax.set_xlim(axis.low, axis.high)
+
+
+def _completion_cdf(
+    summary: pd.DataFrame, order: Sequence[str], out: Path, name: str | None
+) -> list[Path]:
+    with matplotlib.rc_context(PAPER_STYLE):
+        fig = _new_figure(7.0, 4.0)
+        ax = fig.add_subplot()
+        axis = time_axis(summary["completion_time"].to_numpy(float))
+        _draw_cdfs(ax, summary, order, axis, True)
+        ax.set_xlabel(TIME_LABEL + (", log scale" if axis.log else ""))
+        ax.set_ylabel("fraction of trials decoded by time")
+        trials = summary["trial"].nunique()
+        ax.set_title(f"Completion-time CDF{f' — {name}' if name else ''} ({trials} trials)")
+        fig.legend(loc="outside right upper", title="scheme")
+        fig.text(0.01, 0.005, UNDECODED_NOTE, fontsize=7, style="italic", ha="left", va="bottom")
+        fig.get_layout_engine().set(h_pad=0.12)
+        return _save(fig, out, "completion_cdf")
+
+
+def _sweep_cdfs(
+    summary: pd.DataFrame, points: list[dict[str, Any]], order: Sequence[str], out: Path
+) -> list[Path]:
+    columns = min(math.ceil(math.sqrt(len(points))), 3)
+    rows = math.ceil(len(points) / columns)
+    axis = time_axis(summary["completion_time"].to_numpy(float))
+    with matplotlib.rc_context(PAPER_STYLE):
+        fig = _new_figure(7.5, 0.6 + 2.3 * rows)
+        axes = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False)
+        for ax, point in zip(axes.flat, points, strict=False):
+            rows_of_point = summary[summary["_point"] == point["id"]]
+            _draw_cdfs(ax, rows_of_point, order, axis, False)
+            ax.set_title(_params_text(point["params"], "\n"), fontsize=7)
+        for ax in axes.flat[len(points) :]:
+            ax.set_visible(False)
+        for index, ax in enumerate(axes.flat[: len(points)]):
+            if index + columns >= len(points):  # nothing below: this panel carries the x axis
+                ax.xaxis.set_tick_params(labelbottom=True)
+                ax.set_xlabel(TIME_LABEL + (", log scale" if axis.log else ""))
+        for ax in axes[:, 0]:
+            ax.set_ylabel("fraction decoded")
+        fig.suptitle(f"Completion-time CDF per sweep point\n({UNDECODED_NOTE})", fontsize=9)
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", ncols=_legend_columns(labels, fig))
+        return _save(fig, out, "sweep_completion_cdf")
+
+
+def _params_text(params: dict[str, Any], sep: str = ", ") -> str:
+    return sep.join(f"{k}={v}" for k, v in params.items())
+
+
+def _communication_vs_time(
+    table: pd.DataFrame, order: Sequence[str], out: Path, sweep: bool
+) -> list[Path]:
+    styles = _styles(order)
+    table = table[np.isfinite(table["mean_time"])]
+    with matplotlib.rc_context(PAPER_STYLE):
+        fig = _new_figure(7.0, 4.0)
+        ax = fig.add_subplot()
+        for scheme in order:
+            rows = table[table["scheme"] == scheme]
+            if rows.empty:
+                continue
+            style = styles[scheme]
+            if sweep:
+                label = scheme
+            else:
+                label = f"{scheme} (decoded {_percent(float(rows['decode_rate'].iloc[0]))})"
+            ax.plot(
+                rows["mean_time"],
+                rows["mean_upload"],
+                linestyle="none",
+                marker=style.marker,
+                color=style.color,
+                markersize=7,
+                markeredgecolor="black",
+                markeredgewidth=0.5,
+                label=label,
+            )
+        uploads = table["mean_upload"].to_numpy(float)
+        if uploads.size and uploads.min() > 0 and uploads.max() / uploads.min() > 20:
+            ax.set_yscale("log")
+        ax.set_xlabel(f"{MEAN_TIME_LABEL}, decoded trials")
+        ax.set_ylabel(UPLOAD_LABEL)
+        what = "one marker per scheme and sweep point" if sweep else "one marker per scheme"
+        ax.set_title(f"Communication versus completion time ({what})")
+        if ax.get_legend_handles_labels()[0]:
+            fig.legend(loc="outside right upper", title="scheme")
+        return _save(fig, out, "sweep_communication_vs_time" if sweep else "communication_vs_time")
+
+
+def _short(value: Any, limit: int = 18) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _categorical(values: Sequence[Any]) -> bool:
+    return not all(_is_number(v) for v in values)
+
+
+def _sweep_time_vs_key(
+    summary: pd.DataFrame,
+    key: str,
+    keys: Sequence[str],
+    grid_values: Sequence[Any],
+    params: dict[str, dict[str, Any]],
+    order: Sequence[str],
+    out: Path,
+) -> list[Path]:
+    """Mean completion time (error bars: std; band: 95% CI of the mean) and decode rate against
+    one grid key; one panel per combination of the other keys when they vary independently
+    (a product grid), a single panel when they move together (a zipped grid)."""
+    others = [k for k in keys if k != key]
+    values: list[Any] = []
+    for value in [*grid_values, *(p[key] for p in params.values())]:
+        if repr(value) not in map(repr, values):
+            values.append(value)
+    categorical = _categorical(values)
+    if categorical:
+        labels = [repr(v) for v in values]
+        x_of = {pid: float(labels.index(repr(p[key]))) for pid, p in params.items()}
+    else:
+        x_of = {pid: float(p[key]) for pid, p in params.items()}
+    facet_of = {pid: _params_text({k: p[k] for k in others}) for pid, p in params.items()}
+    data = summary.assign(
+        _x=summary["_point"].map(x_of).astype(float), _facet=summary["_point"].map(facet_of)
+    )
+    facets: list[tuple[str, pd.DataFrame]] = [("", data)]
+    if others:
+        grouped = list(data.groupby("_facet", sort=False))
+        if all(group["_x"].nunique() > 1 for _, group in grouped):
+            facets = grouped
+    facets = facets[:6]
+    numeric_x = np.array([float(v) for v in values]) if not categorical else None
+    log_x = bool(
+        numeric_x is not None and numeric_x.min() > 0 and numeric_x.max() / numeric_x.min() >= 50
+    )
+    # Schemes are dodged sideways (a fraction of the closest spacing of the grid values, in log
+    # space on a log axis) so error bars do not hide each other.
+    if categorical:
+        base = np.arange(len(values), dtype=float)
+    else:
+        base = np.log10(numeric_x) if log_x else numeric_x.astype(float)
+    gaps = np.diff(np.unique(base))
+    spacing = float(gaps.min()) if gaps.size else 1.0
+    step = 0.16 * spacing / max(len(order), 1)
+    limits = (base.min() - 0.35 * spacing, base.max() + 0.35 * spacing)
+
+    def dodged(xs: np.ndarray, i: int) -> np.ndarray:
+        shift = (i - (len(order) - 1) / 2) * step
+        return xs * 10.0**shift if log_x else xs + shift
+
+    styles = _styles(order)
+    with matplotlib.rc_context(PAPER_STYLE):
+        fig = _new_figure(min(max(7.0, 3.0 + 3.2 * len(facets)), 12.0), 4.8 + 0.15 * len(order))
+        axes = fig.subplots(
+            2,
+            len(facets),
+            sharex=True,
+            sharey="row",
+            squeeze=False,
+            gridspec_kw={"height_ratios": [3, 1]},
+        )
+        for column, (title, group) in enumerate(facets):
+            top, bottom = axes[0, column], axes[1, column]
+            for i, scheme in enumerate(order):
+                rows = group[group["scheme"] == scheme]
+                if rows.empty:
+                    continue
+                xs, means, stds, cis, rates = [], [], [], [], []
+                for x, at_x in rows.groupby("_x", sort=True):
+                    ts = time_stats(at_x["completion_time"])
+                    xs.append(x)
+                    means.append(ts.mean)
+                    stds.append(ts.std)
+                    cis.append(ts.ci95)
+                    rates.append(100 * ts.decode_rate)
+                xs_a, means_a = dodged(np.array(xs, dtype=float), i), np.array(means)
+                style = styles[scheme]
+                top.errorbar(
+                    xs_a,
+                    means_a,
+                    yerr=np.nan_to_num(np.array(stds)),
+                    capsize=2,
+                    elinewidth=0.8,
+                    markersize=4,
+                    label=scheme,
+                    **style.line(),
+                )
+                ci_a = np.array(cis)
+                if np.isfinite(ci_a).any():
+                    top.fill_between(
+                        xs_a,
+                        means_a - ci_a,
+                        means_a + ci_a,
+                        color=style.color,
+                        alpha=0.15,
+                        linewidth=0,
+                    )
+                bottom.plot(
+                    xs_a,
+                    rates,
+                    markersize=3.5,
+                    **style.line(),
+                )
+            if title:
+                top.set_title(title, fontsize=8)
+            bottom.set_ylim(-5, 105)
+            bottom.set_xlabel(key)
+            if log_x:
+                bottom.set_xscale("log")
+            if categorical:
+                bottom.set_xticks(range(len(values)), [_short(v) for v in values])
+            else:
+                bottom.set_xticks(numeric_x, [f"{v:g}" for v in numeric_x])
+                bottom.minorticks_off()
+            bottom.set_xlim(*(10.0 ** np.array(limits) if log_x else limits))
+        axes[0, 0].set_ylabel(f"{MEAN_TIME_LABEL}\n(decoded trials)")
+        axes[1, 0].set_ylabel("decoded (%)")
+        fig.suptitle(
+            f"Mean completion time against {key}\n"
+            "error bars: std over decoded trials; band: 95% CI of the mean",
+            fontsize=9,
+        )
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        if handles:
+            fig.legend(
+                handles, labels, loc="outside lower center", ncols=_legend_columns(labels, fig)
+            )
+        return _save(fig, out, f"sweep_time_vs_{slug(key)}")
+
+
+def _error_vs_deadline(approx: pd.DataFrame, out: Path, stem: str) -> list[Path]:
+    series = list(dict.fromkeys(approx["series"]))
+    with matplotlib.rc_context(PAPER_STYLE):
+        fig = _new_figure(6.0, 4.2)
+        ax = fig.add_subplot()
+        drawn = False
+        for i, name in enumerate(series):
+            rows = approx[(approx["series"] == name) & approx["decoded"]]
+            rows = rows[np.isfinite(rows["rel_error"])]
+            xs, means, lows, highs = [], [], [], []
+            for deadline, at in rows.groupby("deadline", sort=True):
+                errors = at["rel_error"].to_numpy(float)
+                mean = float(errors.mean())
+                if mean <= 0:
+                    continue  # nothing to show on a log scale (exact recovery)
+                half = (
+                    float(
+                        stats.t.ppf(0.975, errors.size - 1)
+                        * errors.std(ddof=1)
+                        / math.sqrt(errors.size)
+                    )
+                    if errors.size > 1
+                    else 0.0
+                )
+                xs.append(deadline)
+                means.append(mean)
+                lows.append(max(mean - half, mean * 1e-3))
+                highs.append(mean + half)
+            if not xs:
+                continue
+            style = scheme_style(i)
+            ax.plot(xs, means, label=name, **style.line())
+            ax.fill_between(xs, lows, highs, color=style.color, alpha=0.15, linewidth=0)
+            drawn = True
+        if drawn:
+            ax.set_yscale("log")
+        else:
+            ax.text(0.5, 0.5, "no positive error to show", transform=ax.transAxes, ha="center")
+        deadlines = sorted(set(approx["deadline"]))
+        if len(deadlines) <= 10:
+            ax.set_xticks(deadlines, [f"{d:g}" for d in deadlines])
+        if len(deadlines) == 1:
+            ax.set_xlim(deadlines[0] * 0.8, deadlines[0] * 1.2)
+        ax.set_xlabel("deadline T (time units)")
+        ax.set_ylabel(f"mean {ERROR_LABEL}")
+        ax.set_title(
+            "Error of approximate decoding against the deadline\n"
+            "(mean over decoded trials; band: 95% CI)",
+            fontsize=9,
+        )
+        if drawn:
+            fig.legend(
+                loc="outside lower center",
+                title="approximate scheme",
+                ncols=_legend_columns(series, fig),
+            )
+        return _save(fig, out, stem)
+
+
+# --------------------------------------------------------------------------------------------
+# Timeline of one trial
+
+MESSAGE_STYLE: dict[str, dict[str, Any]] = {
+    "upload": {"marker": "^", "color": OKABE_ITO["orange"], "markersize": 4.5},
+    "control": {
+        "marker": "|",
+        "color": OKABE_ITO["bluish_green"],
+        "markersize": 5,
+        "markeredgewidth": 1.2,
+    },
+    "download": {"marker": "v", "color": OKABE_ITO["reddish_purple"], "markersize": 4.5},
+}
+BAR_STYLE: dict[str, dict[str, Any]] = {
+    "done": {"color": OKABE_ITO["blue"], "edgecolor": "white", "hatch": None},
+    "interrupt": {"color": OKABE_ITO["sky_blue"], "edgecolor": "white", "hatch": "////"},
+    "crash": {"color": OKABE_ITO["vermillion"], "edgecolor": "white", "hatch": "xxxx"},
+    "open": {"color": "#BBBBBB", "edgecolor": "white", "hatch": "...."},
+}
+BAR_LEGEND = {
+    "done": "chunk computed",
+    "interrupt": "cut off at decode",
+    "crash": "cut off by crash",
+    "open": "unfinished at end",
+}
+
+
+def plot_timeline(
+    run_dir: Path | str,
+    trial: int = 0,
+    scheme: str | None = None,
+    out_dir: Path | str | None = None,
+) -> list[Path]:
+    """A Gantt chart of one traced trial of one scheme (default: the first scheme).
+
+    Workers are rows (the PS on top); each chunk computation is a bar from chunk_start to its
+    end, styled by how it ended; messages are ticks above the bars (sent on the sender's row,
+    received on the PS row for uploads and control messages); fail-stop workers are shaded,
+    crashes are crosses, the decode instant is a solid line and the deadline a dashed one.
+    Raises ValueError (from :func:`simulator.perfetto.load_trial`) for an untraced trial or an
+    unknown scheme. ``out_dir`` defaults to ``<run_dir>/figures``.
+    """
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir / "figures"
+    trace = load_trial(run_dir, trial, scheme)
+    name = scheme if scheme is not None else trace.schemes[0]
+    events = trace.of(name).sort_values("time", kind="stable")
+    spans = chunk_spans(events)
+    definition = next(
+        (
+            s
+            for s in trace.config.get("schemes", [])
+            if isinstance(s, dict) and s.get("label") == name
+        ),
+        {},
+    )
+    deadline = definition.get("deadline") if definition.get("mode") == "approximate" else None
+    decoded = events.loc[events["kind"] == "decoded", "time"]
+    t_decode = float(decoded.iloc[0]) if not decoded.empty else None
+    t_end = max(
+        [float(events["time"].max()), t_decode or 0.0, float(deadline or 0.0)]
+        + [s.end for s in spans]
+    )
+    t_end = t_end if t_end > 0 else 1.0
+    workers = trace.workers
+    ps_row = -1
+    x_right = t_end * 1.02
+
+    def times(kinds: Iterable[str]) -> pd.DataFrame:
+        return events[events["kind"].isin(list(kinds))]
+
+    with matplotlib.rc_context(PAPER_STYLE | {"axes.grid": False}):
+        fig = _new_figure(7.5, 1.9 + 0.24 * (workers + 1))
+        ax = fig.add_subplot()
+        # Fail-stop workers: the whole row shaded; crashed workers: shaded from the crash on.
+        down = sorted(set(times(["down"])["worker"].astype(int)))
+        if down:
+            ax.barh(
+                down,
+                x_right,
+                left=0,
+                height=0.9,
+                color="#E5E5E5",
+                edgecolor="#999999",
+                hatch="\\\\\\",
+                linewidth=0,
+                zorder=0,
+            )
+            for worker in down:
+                ax.text(
+                    t_end * 0.01,
+                    worker,
+                    "down (fail-stop)",
+                    fontsize=6,
+                    va="center",
+                    ha="left",
+                    color="#333333",
+                    zorder=4,
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.6},
+                )
+        crashes = times(["crash"])
+        if not crashes.empty:
+            starts = crashes["time"].to_numpy(float)
+            ax.barh(
+                crashes["worker"].astype(int),
+                x_right - starts,
+                left=starts,
+                height=0.9,
+                color="#F2F2F2",
+                linewidth=0,
+                zorder=0,
+            )
+        # Chunk bars, one barh call per ending.
+        for status, style in BAR_STYLE.items():
+            chosen = [s for s in spans if s.status == status]
+            if not chosen:
+                continue
+            ax.barh(
+                [s.worker for s in chosen],
+                [max(s.end - s.start, t_end * 1e-4) for s in chosen],
+                left=[s.start for s in chosen],
+                height=0.56,
+                color=style["color"],
+                edgecolor=style["edgecolor"],
+                hatch=style["hatch"],
+                linewidth=0.5,
+                zorder=2,
+            )
+        for span in spans:
+            if span.end - span.start >= 0.028 * t_end * max(1, len(str(span.chunk))) / 1.5:
+                ax.text(
+                    (span.start + span.end) / 2,
+                    span.worker,
+                    str(span.chunk),
+                    fontsize=5.5,
+                    ha="center",
+                    va="center",
+                    zorder=3,
+                    color="white" if span.status in ("done", "crash") else "black",
+                )
+        # Messages: ticks above the bars.
+        lift = 0.42
+        for family, style in MESSAGE_STYLE.items():
+            sent = (
+                times([f"{family}_sent"]) if family != "download" else times(["download_received"])
+            )
+            ps_side = (
+                times([f"{family}_received"]) if family != "download" else times(["download_sent"])
+            )
+            ax.plot(
+                sent["time"],
+                sent["worker"].astype(float) - lift,
+                linestyle="none",
+                zorder=4,
+                **style,
+            )
+            ax.plot(
+                ps_side["time"],
+                np.full(len(ps_side), ps_row, dtype=float),
+                linestyle="none",
+                zorder=4,
+                alpha=0.7,
+                **style,
+            )
+        lost = times(["upload_lost", "control_lost", "download_lost"])
+        if not lost.empty:
+            rows = [
+                ps_row if k != "download_lost" else w
+                for k, w in zip(lost["kind"], lost["worker"].astype(int), strict=True)
+            ]
+            ax.plot(
+                lost["time"],
+                np.array(rows, dtype=float) - lift,
+                linestyle="none",
+                marker="v",
+                markerfacecolor="white",
+                markeredgecolor=OKABE_ITO["reddish_purple"],
+                markersize=4.5,
+                zorder=4,
+            )
+        if not crashes.empty:
+            ax.plot(
+                crashes["time"],
+                crashes["worker"].astype(float),
+                linestyle="none",
+                marker="x",
+                color="black",
+                markersize=7,
+                markeredgewidth=1.8,
+                zorder=5,
+            )
+        detected = times(["crash_detected"])
+        if not detected.empty:
+            ax.plot(
+                detected["time"],
+                np.full(len(detected), ps_row, dtype=float),
+                linestyle="none",
+                marker="x",
+                color="#666666",
+                markersize=5,
+                markeredgewidth=1.2,
+                zorder=5,
+            )
+        if t_decode is not None:
+            ax.axvline(t_decode, color="black", linewidth=1.4, zorder=6)
+        if deadline is not None:
+            ax.axvline(
+                float(deadline),
+                color=OKABE_ITO["vermillion"],
+                linewidth=1.4,
+                linestyle=(0, (4, 2)),
+                zorder=6,
+            )
+        ax.set_yticks(range(ps_row, workers), ["PS", *(str(w) for w in range(workers))])
+        ax.tick_params(axis="y", labelsize=6 if workers > 16 else 8, length=0)
+        ax.set_ylim(workers - 0.5, ps_row - 0.7)
+        ax.set_xlim(0, x_right)
+        ax.axhline(ps_row + 0.5, color="#999999", linewidth=0.6)
+        ax.grid(True, axis="x", alpha=0.3, linewidth=0.6)
+        ax.set_xlabel("time (time units)")
+        ax.set_ylabel("worker")
+        outcome = f"decoded at t = {t_decode:.3g}" if t_decode is not None else "never decoded"
+        ax.set_title(f"Timeline of trial {trial} — {name} ({outcome})")
+        present = {s.status for s in spans}
+        handles: list[Any] = [
+            Patch(
+                facecolor=BAR_STYLE[k]["color"],
+                edgecolor="white",
+                hatch=BAR_STYLE[k]["hatch"],
+                label=BAR_LEGEND[k],
+            )
+            for k in BAR_STYLE
+            if k in present
+        ]
+        for family, style in MESSAGE_STYLE.items():
+            if not times([f"{family}_sent", f"{family}_received"]).empty:
+                handles.append(Line2D([], [], linestyle="none", label=f"{family} message", **style))
+        if not lost.empty:
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    linestyle="none",
+                    marker="v",
+                    markerfacecolor="white",
+                    markeredgecolor=OKABE_ITO["reddish_purple"],
+                    label="message lost",
+                )
+            )
+        if down:
+            handles.append(
+                Patch(
+                    facecolor="#E5E5E5",
+                    edgecolor="#999999",
+                    hatch="\\\\\\",
+                    label="fail-stop (down)",
+                )
+            )
+        if not crashes.empty:
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    linestyle="none",
+                    marker="x",
+                    color="black",
+                    markeredgewidth=1.8,
+                    label="crash",
+                )
+            )
+        if not detected.empty:
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    linestyle="none",
+                    marker="x",
+                    color="#666666",
+                    label="crash detected (PS)",
+                )
+            )
+        if t_decode is not None:
+            handles.append(Line2D([], [], color="black", linewidth=1.4, label="decoded"))
+        if deadline is not None:
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color=OKABE_ITO["vermillion"],
+                    linewidth=1.4,
+                    linestyle=(0, (4, 2)),
+                    label=f"deadline T = {deadline:g}",
+                )
+            )
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncols=_legend_columns([h.get_label() for h in handles], fig, 7),
+            fontsize=7,
+        )
+        return _save(fig, out, f"timeline_trial{trial}_{slug(name)}")
