@@ -219,8 +219,9 @@ class OriginalGCScheme(_CyclicScheme):
     any m - s uploads decode (Tandon et al.; Ye & Abbe for ell > 1)."""
 
     protocol: Literal["original_gc"]
-    construction: Literal["random", "polynomial"] | None = None
-    """random: Tandon's cyclic code (ell = 1); polynomial: Ye & Abbe style, any ell.
+    construction: Literal["random", "polynomial", "generic"] | None = None
+    """random: Tandon's cyclic code (ell = 1); polynomial: Ye & Abbe style, any ell; generic:
+    Tandon's null-space construction on any assignment (ell = 1), checked numerically.
     Default: random for ell = 1, polynomial otherwise."""
     candidates: Annotated[int, Field(ge=1)] = 16
     """random construction: draw this many codes and keep the best conditioned one."""
@@ -394,12 +395,12 @@ def _scheme_problems(scheme: _Scheme, key: str, m: int, n: int) -> list[tuple[st
         problems.append(
             (f"{key}.ell", f"ell must be at most load ({scheme.load}), got {scheme.ell}")
         )
-    if isinstance(scheme, OriginalGCScheme) and scheme.construction == "random":
+    if isinstance(scheme, OriginalGCScheme) and scheme.construction in ("random", "generic"):
         if scheme.ell != 1:
             problems.append(
                 (
                     f"{key}.ell",
-                    "construction 'random' (Tandon's cyclic code) supports ell = 1 "
+                    f"construction '{scheme.construction}' (Tandon's code) supports ell = 1 "
                     f"only, got {scheme.ell}; use construction: polynomial",
                 )
             )

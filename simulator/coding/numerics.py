@@ -82,6 +82,35 @@ def best_tandon_code(
     return codes[int(np.argmin(scores))]
 
 
+def null_space_code(
+    assignment: list[list[int]], chunks: int, stragglers: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Tandon's construction on any assignment: B (workers x chunks), row j supported on worker
+    j's chunks and in the null space of a random s x N matrix H with H 1 = 0.
+
+    With load s + 1 each row is determined up to scale (a 1-dimensional null space). The rows
+    then lie in an (N - s)-dimensional space containing the all-ones vector; on the cyclic
+    assignment any m - s of them span it, on other assignments usually but not always, so the
+    decoder checks. Rows are scaled to unit largest entry.
+    """
+    h = rng.standard_normal((stragglers, chunks))
+    if stragglers:
+        h[:, -1] = -h[:, :-1].sum(axis=1)
+    code = np.zeros((len(assignment), chunks))
+    for worker, held in enumerate(assignment):
+        if len(held) != stragglers + 1:
+            raise ValueError(
+                f"worker {worker} holds {len(held)} chunks; this code needs load = s + 1"
+            )
+        if stragglers == 0:
+            code[worker, held] = 1.0
+            continue
+        _, _, vt = np.linalg.svd(h[:, held])
+        row = vt[-1]
+        code[worker, held] = row / row[np.argmax(np.abs(row))]
+    return code
+
+
 def sum_weights(code_rows: np.ndarray) -> tuple[np.ndarray, float]:
     """Weights a with a @ code_rows = 1 (least squares), and the rows' condition number.
 

@@ -8,7 +8,9 @@ y_j = sum_i sum_k E[j, i, k] g_i^(k):
 - ``random``: Tandon et al.'s cyclic code (ell = 1), the best conditioned of ``candidates`` seeded
   draws, decoded by least squares;
 - ``polynomial``: Ye & Abbe style (any ell), decoded by interpolation at the evaluation points;
-  numerically unstable as m - s grows, which ``rel_error`` and ``decode_cond`` show.
+  numerically unstable as m - s grows, which ``rel_error`` and ``decode_cond`` show;
+- ``generic``: Tandon's null-space construction on any equal-load assignment (ell = 1), decoded
+  by least squares as soon as the received uploads determine the sum (checked numerically).
 
 Approximate mode: at the deadline, with fewer than m - s uploads, the PS takes the least-squares
 best combination of what arrived; ``residual`` is its coefficient-space residual.
@@ -26,6 +28,7 @@ from .numerics import (
     block_length,
     join_blocks,
     least_squares_combination,
+    null_space_code,
     split_blocks,
     sum_weights,
 )
@@ -53,7 +56,7 @@ class OriginalTrial(Trial):
 
     def ps_receive(self, msg: Message, now: float) -> Reaction:
         self.received.append(msg)
-        return Reaction(decoded=len(self.received) == self.protocol.needed)
+        return Reaction(decoded=self.protocol.determined([m.worker for m in self.received]))
 
     def at_deadline(self, now: float) -> Reaction:
         return Reaction(decoded=True)  # decode with what has arrived
@@ -79,6 +82,7 @@ class OriginalGC(Protocol):
         {"load": 4, "ell": 2},
         {"load": 4, "ell": 3, "construction": "polynomial", "points": "equispaced"},
         {"load": 4, "ell": 2, "mode": "approximate", "deadline": 6.0},
+        {"load": 3, "ell": 1, "construction": "generic"},
     )
 
     def __init__(self, spec, exp, label):
@@ -86,11 +90,15 @@ class OriginalGC(Protocol):
         self.exact = spec.mode == "exact"
         self.needed = self.workers - (spec.load - spec.ell)
         self.orders = cyclic(self.workers, spec.load)
+        self.polynomial = None
         if spec.construction == "random":
             rng = generator(self.seed, "code", label)
             self.code = best_tandon_code(self.workers, spec.load - 1, rng, spec.candidates)
             self.encoder = self.code[:, :, None]
-            self.polynomial = None
+        elif spec.construction == "generic":
+            rng = generator(self.seed, "code", label)
+            self.code = null_space_code(self.orders, self.chunks, spec.load - 1, rng)
+            self.encoder = self.code[:, :, None]
         else:
             points = evaluation_points(self.workers, spec.points)
             self.polynomial = PolynomialCode(self.workers, spec.load, spec.ell, points)
@@ -103,9 +111,19 @@ class OriginalGC(Protocol):
             return float("inf")
         return 1e-20 if self.polynomial is None or self.needed <= 14 else float("inf")
 
+    def determined(self, workers: list[int]) -> bool:
+        """Whether these uploads determine the gradient: any m - s do for the cyclic codes; the
+        generic code is checked numerically once there are m - s."""
+        if len(workers) < self.needed:
+            return False
+        if self.spec.construction != "generic":
+            return True
+        _, left = least_squares_combination(self.encoder[workers])
+        return left < 1e-18 * self.chunks
+
     def decoder(self, workers: list[int]) -> tuple[np.ndarray, float, float]:
         """(combination D, condition number, coefficient residual) for these uploads."""
-        if len(workers) < self.needed:
+        if len(workers) < self.needed or self.spec.construction == "generic":
             combination, left = least_squares_combination(self.encoder[workers])
             condition = float("nan")
             if workers:
