@@ -205,8 +205,22 @@ class FastestKScheme(_Scheme):
         return self.k if self.k is not None else math.ceil(self.fraction * workers - 1e-9)
 
 
-class _CyclicScheme(_Scheme):
+class _AssignedScheme(_Scheme):
     load: Annotated[int, Field(ge=1)]
+    """Chunks per worker (and, for the regular assignments, workers per chunk)."""
+    assignment: Literal["cyclic", "random_regular", "graph", "explicit"] = "cyclic"
+    """cyclic: worker j holds j..j+load-1; random_regular: seeded, every worker load chunks and
+    every chunk on load workers; graph: closed neighbourhoods of a (load-1)-regular graph
+    (random, or the edge list in assignment_file); explicit: a 0/1 matrix or per-worker chunk
+    lists from assignment_file."""
+    assignment_file: str | None = None
+    """Edge list (graph) or assignment (explicit), relative to the config file."""
+    ordering: Literal["natural", "random", "optimal"] | list[list[int]] = "natural"
+    """Processing order: natural, random (seeded), optimal (minimizes Q_max(ell)), or one list
+    per worker."""
+
+
+class _CyclicScheme(_AssignedScheme):
     ell: Annotated[int, Field(ge=1)] = 1
     mode: Literal["exact", "approximate"] = "exact"
     """exact: wait until the gradient is determined; approximate: decode at ``deadline`` with
@@ -240,7 +254,6 @@ class PartialGCScheme(_CyclicScheme):
     """The partial-straggler protocol: processed chunks count even if a worker has not finished."""
 
     protocol: Literal["partial_gc"]
-    ordering: Literal["natural"] = "natural"
 
 
 class FRCScheme(_Scheme):
@@ -250,11 +263,10 @@ class FRCScheme(_Scheme):
     load: Annotated[int, Field(ge=1)]
 
 
-class MultiMessageScheme(_Scheme):
+class MultiMessageScheme(_AssignedScheme):
     """Every chunk gradient is uploaded as soon as it is computed; done when all have arrived."""
 
     protocol: Literal["multi_message"]
-    load: Annotated[int, Field(ge=1)]
 
 
 Scheme = Annotated[
@@ -350,12 +362,26 @@ def _semantic_problems(exp: Experiment) -> list[tuple[str, str]]:
     problems += _distribution_problems(cluster.compute, "cluster.compute", nested=False)
 
     labels = [s.label for s in exp.schemes if s.label is not None]
+    labels_all = exp.labels()
     for i, scheme in enumerate(exp.schemes):
         key = f"schemes.{i}"
         if scheme.label is not None and labels.count(scheme.label) > 1:
             problems.append((f"{key}.label", f"label {scheme.label!r} is used by several schemes"))
-        problems += _scheme_problems(scheme, key, m, n)
+        scheme_problems = _scheme_problems(scheme, key, m, n)
+        problems += scheme_problems
+        if not scheme_problems and isinstance(scheme, _AssignedScheme):
+            problems += _layout_problems(exp, scheme, key, labels_all[i])
     return problems
+
+
+def _layout_problems(exp: Experiment, scheme: _AssignedScheme, key: str, label: str):
+    # coding.layout depends only on the pure assignment/ordering math (and on this module's
+    # types), so importing it here checks files and shapes before anything runs.
+    from .coding.layout import layout_problems
+
+    return layout_problems(
+        scheme, key, exp.cluster.workers, exp.chunks, exp.seed, label, exp.source_dir
+    )
 
 
 def _scheme_problems(scheme: _Scheme, key: str, m: int, n: int) -> list[tuple[str, str]]:
@@ -382,7 +408,7 @@ def _scheme_problems(scheme: _Scheme, key: str, m: int, n: int) -> list[tuple[st
             problems.append((f"{key}.load", f"load must be at most workers ({m}), got {load}"))
         elif isinstance(scheme, FRCScheme) and m % load:
             problems.append((f"{key}.load", f"frc needs load to divide workers ({m}), got {load}"))
-        if n != m:
+        if n != m and getattr(scheme, "assignment", "cyclic") != "explicit":
             problems.append(
                 (
                     "data.chunks",
@@ -391,6 +417,30 @@ def _scheme_problems(scheme: _Scheme, key: str, m: int, n: int) -> list[tuple[st
                     f"set it to {m}",
                 )
             )
+    if isinstance(scheme, _AssignedScheme):
+        needs_file = scheme.assignment == "explicit"
+        if needs_file and not scheme.assignment_file:
+            problems.append((f"{key}.assignment_file", "assignment: explicit needs a file"))
+        if scheme.assignment_file and scheme.assignment not in ("explicit", "graph"):
+            problems.append(
+                (
+                    f"{key}.assignment_file",
+                    f"only used with assignment: explicit or graph, not {scheme.assignment}",
+                )
+            )
+    if (
+        isinstance(scheme, OriginalGCScheme)
+        and scheme.construction in ("random", "polynomial")
+        and scheme.assignment != "cyclic"
+    ):
+        problems.append(
+            (
+                f"{key}.assignment",
+                f"construction '{scheme.construction}' "
+                f"({key}.construction) needs the cyclic assignment, got {scheme.assignment}; use "
+                "construction: generic for other assignments",
+            )
+        )
     if isinstance(scheme, _CyclicScheme) and scheme.ell > scheme.load:
         problems.append(
             (f"{key}.ell", f"ell must be at most load ({scheme.load}), got {scheme.ell}")
@@ -674,11 +724,11 @@ def from_dict(
     except ValidationError as exc:
         problems = [_format_pydantic(e) for e in exc.errors()]
         raise ConfigError(sorted(set(problems), key=problems.index)) from None
+    exp._source_dir = Path(source_dir)
     problems = _semantic_problems(exp)
     problems += _empirical_problems(exp.cluster.compute, "cluster.compute", Path(source_dir))
     if problems:
         raise ConfigError(problems)
-    exp._source_dir = Path(source_dir)
     return exp
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .assignment import cyclic
 from .base import UPLOAD, Decoded, Message, Protocol, Reaction, Trial
+from .layout import scheme_orders
 
 
 class MultiMessageTrial(Trial):
@@ -40,7 +40,7 @@ class MultiMessage(Protocol):
 
     def __init__(self, spec, exp, label):
         super().__init__(spec, exp, label)
-        self.orders = cyclic(self.workers, spec.load)
+        self.orders = scheme_orders(spec, exp, label)
 
     def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:
         return MultiMessageTrial(self, grads)

@@ -21,8 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..streams import generator
-from .assignment import cyclic
 from .base import NOTHING, UPLOAD, Decoded, Message, Protocol, Reaction, Trial
+from .layout import scheme_orders
 from .numerics import (
     best_tandon_code,
     block_length,
@@ -89,7 +89,7 @@ class OriginalGC(Protocol):
         super().__init__(spec, exp, label)
         self.exact = spec.mode == "exact"
         self.needed = self.workers - (spec.load - spec.ell)
-        self.orders = cyclic(self.workers, spec.load)
+        self.orders = scheme_orders(spec, exp, label)
         self.polynomial = None
         if spec.construction == "random":
             rng = generator(self.seed, "code", label)

@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..streams import generator
-from .assignment import cyclic
 from .base import CONTROL, DOWNLOAD, NOTHING, UPLOAD, Decoded, Message, Protocol, Reaction, Trial
+from .layout import scheme_orders
 from .numerics import block_length, join_blocks, split_blocks
 
 
@@ -177,7 +177,7 @@ class PartialGC(Protocol):
 
     def __init__(self, spec, exp, label):
         super().__init__(spec, exp, label)
-        self.orders = cyclic(self.workers, spec.load)
+        self.orders = scheme_orders(spec, exp, label)
         self.decoder = generator(self.seed, "decoder", label).standard_normal(
             (spec.ell, self.workers)
         )

@@ -1,0 +1,116 @@
+"""A scheme's layout: its assignment (who holds which chunks) and its processing order.
+
+The config names them (``assignment``, ``assignment_file``, ``ordering``); this turns the names
+into one list of chunk ids per worker, in the order the worker processes them. Randomness comes
+from streams keyed by the scheme's label, so a scheme keeps its layout when others change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import config as cfg
+from ..streams import generator
+from . import assignment as asg
+from . import ordering as ordr
+
+
+def layout_seed(seed: int, label: str, what: str) -> int:
+    return int(generator(seed, "layout", label, what).integers(2**62))
+
+
+def build_assignment(spec, workers: int, chunks: int, seed: int, label: str, source_dir: Path):
+    """The scheme's assignment in its natural order (ValueError on a file or shape problem)."""
+    kind = getattr(spec, "assignment", "cyclic")
+    if kind == "cyclic":
+        return asg.cyclic(workers, spec.load)
+    if kind == "random_regular":
+        return asg.random_regular(workers, spec.load, layout_seed(seed, label, "assignment"))
+    if kind == "graph":
+        if spec.assignment_file:
+            edges = asg.read_edge_list(source_dir / spec.assignment_file)
+            return asg.graph(workers, spec.load - 1, edges=edges)
+        return asg.graph(workers, spec.load - 1, seed=layout_seed(seed, label, "assignment"))
+    if kind == "explicit":
+        held = asg.explicit_from_file(source_dir / spec.assignment_file)
+        if len(held) != workers:
+            raise ValueError(
+                f"{spec.assignment_file} has {len(held)} rows, expected one per worker ({workers})"
+            )
+        asg.validate(held, chunks)
+        return held
+    raise ValueError(f"unknown assignment {kind!r}")
+
+
+def build_order(spec, held: list[list[int]], chunks: int, seed: int, label: str):
+    """The processing order the scheme asks for, over the assignment ``held``."""
+    ordering = getattr(spec, "ordering", "natural")
+    if isinstance(ordering, list):
+        return [list(worker) for worker in ordering]
+    if ordering == "natural":
+        return ordr.natural(held)
+    if ordering == "random":
+        return ordr.random_order(held, layout_seed(seed, label, "ordering"))
+    if ordering == "optimal":
+        ell = getattr(spec, "ell", 1)
+        return ordr.optimal(held, chunks, ell=ell, seed=layout_seed(seed, label, "optimal"))
+    raise ValueError(f"unknown ordering {ordering!r}")
+
+
+def scheme_orders(spec, exp: cfg.Experiment, label: str) -> list[list[int]]:
+    held = build_assignment(spec, exp.cluster.workers, exp.chunks, exp.seed, label, exp.source_dir)
+    return build_order(spec, held, exp.chunks, exp.seed, label)
+
+
+def layout_problems(
+    spec, key: str, exp_workers: int, chunks: int, seed: int, label: str, source_dir: Path
+) -> list[tuple[str, str]]:
+    """What is wrong with a scheme's assignment and ordering, as (dotted key, message)."""
+    try:
+        held = build_assignment(spec, exp_workers, chunks, seed, label, source_dir)
+    except (ValueError, OSError) as exc:
+        where = "assignment_file" if getattr(spec, "assignment_file", None) else "assignment"
+        return [(f"{key}.{where}", str(exc))]
+    problems: list[tuple[str, str]] = []
+    need = getattr(spec, "ell", 1)
+    counts = asg.replication(held, chunks)
+    short = [i for i, c in enumerate(counts) if c < need]
+    if short:
+        problems.append(
+            (
+                f"{key}.assignment",
+                f"chunk {short[0]} is held by {counts[short[0]]} workers "
+                f"({len(short)} chunks short) but {spec.protocol} needs {need} (ell)",
+            )
+        )
+    if spec.protocol == "original_gc":
+        uneven = [j for j, mine in enumerate(held) if len(mine) != spec.load]
+        if uneven:
+            problems.append(
+                (
+                    f"{key}.assignment",
+                    f"original_gc needs every worker to hold load = "
+                    f"{spec.load} chunks; worker {uneven[0]} holds {len(held[uneven[0]])}",
+                )
+            )
+    ordering = getattr(spec, "ordering", "natural")
+    if isinstance(ordering, list):
+        if len(ordering) != len(held):
+            problems.append(
+                (
+                    f"{key}.ordering",
+                    f"expected one list per worker ({len(held)}), got {len(ordering)}",
+                )
+            )
+        else:
+            for worker, (order, mine) in enumerate(zip(ordering, held, strict=True)):
+                if sorted(order) != sorted(mine):
+                    problems.append(
+                        (
+                            f"{key}.ordering.{worker}",
+                            f"must be a permutation of "
+                            f"worker {worker}'s chunks {sorted(mine)}, got {order}",
+                        )
+                    )
+                    break
+    return problems
