@@ -1,8 +1,9 @@
 """A scheme's layout: its assignment (who holds which chunks) and its processing order.
 
 The config names them (``assignment``, ``assignment_file``, ``ordering``); this turns the names
-into one list of chunk ids per worker, in the order the worker processes them. Randomness comes
-from streams keyed by the scheme's label, so a scheme keeps its layout when others change.
+into one list of chunk ids per worker, in the order the worker processes them. A random
+assignment comes from a stream keyed by its kind and load (schemes asking for the same one get the
+same one); random and optimized orders from streams keyed by the scheme's label.
 """
 
 from __future__ import annotations
@@ -15,8 +16,15 @@ from . import assignment as asg
 from . import ordering as ordr
 
 
-def layout_seed(seed: int, label: str, what: str) -> int:
-    return int(generator(seed, "layout", label, what).integers(2**62))
+def layout_seed(seed: int, name: str, what: str) -> int:
+    return int(generator(seed, "layout", name, what).integers(2**62))
+
+
+def _assignment_seed(seed: int, spec) -> int:
+    """Keyed by what defines the assignment, not by the scheme: schemes with the same random
+    assignment parameters share one assignment, so their orderings and protocols are compared
+    on the same graph."""
+    return layout_seed(seed, f"{spec.assignment}:load={spec.load}", "assignment")
 
 
 def build_assignment(spec, workers: int, chunks: int, seed: int, label: str, source_dir: Path):
@@ -25,12 +33,12 @@ def build_assignment(spec, workers: int, chunks: int, seed: int, label: str, sou
     if kind == "cyclic":
         return asg.cyclic(workers, spec.load)
     if kind == "random_regular":
-        return asg.random_regular(workers, spec.load, layout_seed(seed, label, "assignment"))
+        return asg.random_regular(workers, spec.load, _assignment_seed(seed, spec))
     if kind == "graph":
         if spec.assignment_file:
             edges = asg.read_edge_list(source_dir / spec.assignment_file)
             return asg.graph(workers, spec.load - 1, edges=edges)
-        return asg.graph(workers, spec.load - 1, seed=layout_seed(seed, label, "assignment"))
+        return asg.graph(workers, spec.load - 1, seed=_assignment_seed(seed, spec))
     if kind == "explicit":
         held = asg.explicit_from_file(source_dir / spec.assignment_file)
         if len(held) != workers:
