@@ -6,6 +6,7 @@ problem on stderr naming the key and what was expected, before anything is writt
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -435,6 +436,42 @@ def ordering_command(workers, load, assignment, ordering, seed, ell, as_json) ->
         gap = "-" if q is None or b is None else str(q - b)
         bounds.add_row(str(e), "inf" if q is None else str(q), "inf" if b is None else str(b), gap)
     console.print(bounds)
+
+
+@cli.command("reproduce")
+@click.option("--quick", is_flag=True, help="A smaller budget: minutes on 2 cores.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Report directory (default results/reproduce or results/reproduce-quick).",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Parallel workers (default: all cores).",
+)
+def reproduce_command(quick: bool, out: str | None, jobs: int | None) -> None:
+    """Reproduce the paper's claims and validate against closed forms: writes REPORT.md."""
+    from .reproduce.common import EXPERIMENTS
+    from .reproduce.report import reproduce
+
+    if not (EXPERIMENTS / "paper").is_dir():
+        _fail(
+            [
+                f"experiments/ not found at {EXPERIMENTS}: run from a clone of the repository "
+                "installed with pip install -e ."
+            ]
+        )
+    target = Path(out) if out else Path("results") / ("reproduce-quick" if quick else "reproduce")
+    report = reproduce(target, "quick" if quick else "full", jobs)
+    claims = json.loads((target / "claims.json").read_text(encoding="utf-8"))
+    for claim in claims["claims"]:
+        mark = "holds" if claim["holds"] else "DOES NOT HOLD"
+        click.echo(f"{claim['id']:>14}: {mark}: {claim['measured']}")
+    click.echo(f"report: {report} ({claims['seconds']:.0f} s)")
 
 
 @cli.command("validate")
