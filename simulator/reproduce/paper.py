@@ -110,9 +110,9 @@ def exact_experiments(budget: Budget, out: Path) -> tuple[pd.DataFrame, list[Pat
         ax.set_title(f"{kind} assignment")
         ax.set_xlabel("communication split ell")
         ax.set_xticks(range(1, 5))
+        ax.legend(fontsize=8, loc="upper left")
     axes[0].set_ylabel("exact completion time (time units)\nmean, error bars = std")
-    axes[0].legend(fontsize=8)
-    return table, save(fig, out / "paper_exact_vs_ell")
+    return table, save(fig, out / "figures" / "paper_exact_vs_ell")
 
 
 def _deadline_sweep(config: Path, budget: Budget, out: Path) -> pd.DataFrame:
@@ -122,7 +122,7 @@ def _deadline_sweep(config: Path, budget: Budget, out: Path) -> pd.DataFrame:
         [grid],
         overrides=[f"trials={budget.approx_trials}"],
         jobs=budget.jobs,
-        out=out / "sweeps" / config.stem,
+        out=out / "data" / config.stem,
     )
     summary = report.summary
     stats = _stats(summary, ["schemes.*.deadline", "scheme"])
@@ -151,7 +151,7 @@ def approximate_experiment(budget: Budget, out: Path) -> tuple[pd.DataFrame, lis
     ax.set_ylabel("MSE = mean ||g_hat - g||^2 / ||g||^2")
     ax.set_title("Approximate recovery, cyclic assignment (m = 20, load 4)")
     ax.legend(fontsize=7, ncol=2)
-    return stats, save(fig, out / "paper_mse_vs_deadline")
+    return stats, save(fig, out / "figures" / "paper_mse_vs_deadline")
 
 
 def ordering_experiment(budget: Budget, out: Path) -> tuple[pd.DataFrame, list[Path]]:
@@ -171,7 +171,7 @@ def ordering_experiment(budget: Budget, out: Path) -> tuple[pd.DataFrame, list[P
         ax.set_xlabel("deadline T (time units)")
     axes[0].set_ylabel("MSE (mean rel_error)")
     axes[0].legend(fontsize=8)
-    return pd.concat(frames, ignore_index=True), save(fig, out / "paper_ordering_mse")
+    return pd.concat(frames, ignore_index=True), save(fig, out / "figures" / "paper_ordering_mse")
 
 
 def instability_experiment(budget: Budget, out: Path) -> tuple[dict, pd.DataFrame, list[Path]]:
@@ -183,7 +183,7 @@ def instability_experiment(budget: Budget, out: Path) -> tuple[dict, pd.DataFram
         ["cluster.workers=8,16,24,32"],
         overrides=[f"trials={budget.poly_trials}"],
         jobs=budget.jobs,
-        out=out / "sweeps" / "polynomial_double",
+        out=out / "data" / "polynomial_double",
     )
     double = _stats(report.summary, ["cluster.workers", "scheme"])
     double = double.rename(columns={"cluster.workers": "workers"})
@@ -210,7 +210,7 @@ def instability_experiment(budget: Budget, out: Path) -> tuple[dict, pd.DataFram
     right.set_ylabel("mean rel_error, float64")
     right.set_title("Decoders in double precision")
     right.legend(fontsize=8)
-    return precision, double, save(fig, out / "paper_instability")
+    return precision, double, save(fig, out / "figures" / "paper_instability")
 
 
 def qmax_table(workers: int = 20, load: int = 4, seed: int = 0) -> pd.DataFrame:

@@ -162,7 +162,7 @@ def reproduce(out: Path, budget_name: str = "full", jobs: int | None = None) -> 
     started = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     budget = Budget.named(budget_name, jobs or os.cpu_count() or 1)
-    paper = run_paper(budget, out / "figures")
+    paper = run_paper(budget, out)
     checks, validation_figures = run_validation(out / "figures", quick=budget_name != "full")
     claims = judge(paper, checks)
     seconds = time.perf_counter() - started
