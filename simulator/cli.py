@@ -488,30 +488,40 @@ def validate_command(config: str, overrides: tuple[str, ...]) -> None:
 
 @cli.command("schemes")
 def schemes_command() -> None:
-    """List every protocol with its parameters and defaults."""
+    """List every protocol with its parameters, defaults and what it models."""
     from .coding.registry import PROTOCOLS
 
     console = Console()
-    for name, protocol in PROTOCOLS.items():
-        model = _scheme_model(name)
-        console.print(f"[bold]{name}[/]: {(model.__doc__ or '').strip()}", highlight=False)
+    for name in PROTOCOLS:
+        model = cfg.scheme_model(name)
+        console.print(f"[bold]{name}[/]: {escape((model.__doc__ or '').strip())}")
         for field_name, field in model.model_fields.items():
             if field_name == "protocol":
                 continue
             default = "required" if field.is_required() else f"default {field.default!r}"
-            console.print(
-                f"    {field_name}: {_type_name(field.annotation)} ({default})", highlight=False
-            )
-        del protocol
+            doc = " ".join((field.description or _field_doc(model, field_name)).split())
+            line = f"    {field_name}: {_type_name(field.annotation)} ({default})"
+            console.print(escape(line + (f"\n        {doc}" if doc else "")), highlight=False)
 
 
-def _scheme_model(name: str):
-    import typing
+def _field_doc(model, name: str) -> str:
+    """The docstring under a field in its class body (how config.py documents fields)."""
+    import ast
+    import inspect
 
-    for member in typing.get_args(typing.get_args(cfg.Scheme)[0]):
-        if typing.get_args(member.model_fields["protocol"].annotation)[0] == name:
-            return member
-    raise KeyError(name)
+    for cls in model.__mro__:
+        try:
+            tree = ast.parse(inspect.getsource(cls))
+        except (OSError, TypeError):
+            continue
+        body = tree.body[0].body if tree.body else []
+        for node, after in zip(body, body[1:], strict=False):
+            target = getattr(node, "target", None)
+            if getattr(target, "id", None) == name and isinstance(after, ast.Expr):
+                value = getattr(after, "value", None)
+                if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                    return value.value
+    return ""
 
 
 def _type_name(annotation) -> str:

@@ -280,6 +280,14 @@ Scheme = Annotated[
 ]
 
 
+def scheme_model(protocol: str) -> type[_Scheme]:
+    """The config model of a protocol's scheme entry."""
+    for member in typing.get_args(typing.get_args(Scheme)[0]):
+        if typing.get_args(member.model_fields["protocol"].annotation)[0] == protocol:
+            return member
+    raise KeyError(protocol)
+
+
 def protocol_names() -> list[str]:
     """Every protocol name a config may use."""
     members = typing.get_args(typing.get_args(Scheme)[0])
