@@ -491,10 +491,11 @@ def schemes_command() -> None:
     """List every protocol with its parameters, defaults and what it models."""
     from .coding.registry import PROTOCOLS
 
-    console = Console()
+    console = Console() if Console().is_terminal else Console(width=110)
     for name in PROTOCOLS:
         model = cfg.scheme_model(name)
-        console.print(f"[bold]{name}[/]: {escape((model.__doc__ or '').strip())}")
+        summary = " ".join((model.__doc__ or "").split())
+        console.print(f"[bold]{name}[/]: {escape(summary)}")
         for field_name, field in model.model_fields.items():
             if field_name == "protocol":
                 continue
