@@ -109,18 +109,19 @@ def run_command(
     click.echo(f"results: {path}")
 
 
+def progress_bar(quiet: bool) -> Progress:
+    """A transient progress bar with ETA on stderr, silent when quiet or not on a terminal."""
+    console = Console(stderr=True)
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn()]  # fmt: skip
+    show = not quiet and console.is_terminal
+    return Progress(*columns, console=console, disable=not show, transient=True)
+
+
 def _run_with_progress(
     exp: cfg.Experiment, quiet: bool, jobs: int = 1, dask: str | None = None
 ) -> RunResult:
-    console = Console(stderr=True)
-    show = not quiet and console.is_terminal
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    ]
-    with Progress(*columns, console=console, disable=not show, transient=True) as bar:
+    with progress_bar(quiet) as bar:
         task = bar.add_task(f"{exp.name}: trials", total=exp.trials)
         return run(exp, progress=lambda n: bar.advance(task, n), jobs=jobs, dask=dask)
 
@@ -225,15 +226,8 @@ def sweep_command(config, grids, zipped, overrides, jobs, dask, out, force, retr
     from .sweep import run_sweep
 
     console = Console(stderr=True)
-    show = not quiet and console.is_terminal
-    columns = [
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    ]
     try:
-        with Progress(*columns, console=console, disable=not show, transient=True) as bar:
+        with progress_bar(quiet) as bar:
             task = bar.add_task("points", total=None)
 
             def progress(point_id: str, status: str) -> None:

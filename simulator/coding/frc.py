@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import NOTHING, UPLOAD, Decoded, Message, Protocol, Reaction, Trial
+from .base import Decoded, Message, Protocol, Reaction, Trial
+from .uncoded import SplitTrial
 
 
 def frc_groups(workers: int, load: int) -> list[list[int]]:
@@ -17,18 +18,12 @@ def frc_groups(workers: int, load: int) -> list[list[int]]:
     return [[(j // load) * load + k for k in range(load)] for j in range(workers)]
 
 
-class FRCTrial(Trial):
-    def __init__(self, protocol: FRC, grads: np.ndarray | None):
-        self.protocol = protocol
-        self.grads = grads
-        self.first: dict[int, Message] = {}  # group -> its first upload
+class FRCTrial(SplitTrial):
+    """Uploads as in uncoded (the plain sum once a worker is done); one per group suffices."""
 
-    def chunk_done(self, worker: int, chunk: int, now: float) -> Reaction:
-        order = self.protocol.orders[worker]
-        if chunk != order[-1]:
-            return NOTHING
-        payload = None if self.grads is None else self.grads[order].sum(axis=0)
-        return Reaction(send=[Message(UPLOAD, worker, self.protocol.dim, payload=payload)])
+    def __init__(self, protocol: FRC, grads: np.ndarray | None):
+        super().__init__(protocol, grads)
+        self.first: dict[int, Message] = {}  # group -> its first upload
 
     def ps_receive(self, msg: Message, now: float) -> Reaction:
         self.first.setdefault(msg.worker // self.protocol.spec.load, msg)
