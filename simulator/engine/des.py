@@ -1,7 +1,8 @@
 """The discrete-event engine (SimPy): the reference model of one trial of one protocol.
 
-One process per live worker walks its ordered chunk list; one parameter-server process reads an
-inbox. A message of ``size`` floats arrives ``latency + size * time_per_float`` after it is sent.
+One process per live worker walks its ordered chunk list. A message of ``size`` floats arrives
+``latency + size * time_per_float`` after it is sent, and the PS handles it at that instant
+(messages arriving together in the order they were sent: SimPy's order of equal-time events).
 After every arrival the protocol says what happens next; when the PS has decoded, remaining work is
 interrupted and the trial ends at that instant. A trial in which the PS can never decode ends when
 nothing is left to happen, with ``completion_time = inf``. The engine knows no protocol.
@@ -56,7 +57,6 @@ def simulate(
     """Play one trial of one protocol on one realization. A worker that crashes is noticed by
     the PS ``detect_timeout`` later (the protocol may then re-plan)."""
     env = simpy.Environment()
-    inbox = simpy.Store(env)
     finished = env.event()
     workers = len(orders)
     processes: dict[int, simpy.Process] = {}
@@ -87,10 +87,19 @@ def simulate(
             yield turn
             yield env.timeout(msg.size * network.time_per_float)
         yield env.timeout(network.latency)
-        inbox.put(msg)
+        receive(msg)
 
     def deliver_to_ps(event: simpy.Event) -> None:
-        inbox.put(event.value)
+        receive(event.value)
+
+    def receive(msg: Message) -> None:
+        """The PS handles a message at its arrival: no inbox and no PS process (which cost a
+        store put, a get and a generator resume per message)."""
+        if finished.triggered:
+            return
+        if trace:
+            trace(env.now, f"{msg.kind}_received", msg.worker, msg.chunk, msg.size)
+        react(trial.ps_receive(msg, env.now), from_ps=True)
 
     def deliver_to_worker(event: simpy.Event) -> None:
         msg: Message = event.value
@@ -112,8 +121,8 @@ def simulate(
         if reaction.decoded and not finished.triggered:
             if trace:
                 trace(env.now, "decoded", PS, -1, 0)
-            for worker in processes:
-                stop(worker, "stop")
+                for worker in processes:  # the interruptions only show in the trace
+                    stop(worker, "stop")
             finished.succeed(env.now)
 
     def stop(worker: int, cause: str) -> None:
@@ -122,13 +131,15 @@ def simulate(
             process.interrupt(cause)
 
     def work(worker: int):
-        times = draw.step_times[worker]
+        times = draw.step_times[worker].tolist()  # Python floats on the clock: same values
         try:
             for step, chunk in enumerate(orders[worker]):
                 current[worker] = chunk
                 if trace:
                     trace(env.now, "chunk_start", worker, chunk, 0)
                 yield env.timeout(times[step])
+                if finished.triggered:  # decoded at this very instant: as if interrupted
+                    return
                 counts["computed"] += 1
                 current[worker] = -1
                 if trace:
@@ -157,15 +168,6 @@ def simulate(
 
         return happen
 
-    def parameter_server():
-        while True:
-            msg = yield inbox.get()
-            if trace:
-                trace(env.now, f"{msg.kind}_received", msg.worker, msg.chunk, msg.size)
-            react(trial.ps_receive(msg, env.now), from_ps=True)
-            if finished.triggered:
-                return
-
     def deadline(at: float):
         """The PS decodes with what has arrived by ``at``, inclusive: events at exactly ``at``
         (a chunk finishing, a zero-delay message) happen first."""
@@ -185,7 +187,6 @@ def simulate(
         processes[worker] = env.process(work(worker))
         if math.isfinite(draw.crash_time[worker]):
             env.timeout(draw.crash_time[worker]).callbacks.append(crash(worker))
-    env.process(parameter_server())
     if trial.deadline is not None:
         env.process(deadline(trial.deadline))
 
