@@ -1,0 +1,525 @@
+"""Benchmarks: how many trials per second each engine runs, against bare baselines.
+
+For each cluster size (workers m, load) an experiment with every protocol is run by the event
+engine (``runner.run_trials``) and by the fast engine (``engine.fast.run_trials_fast``), and
+each is compared with a baseline written for the purpose:
+
+- bare SimPy: a model with no protocol logic that processes the same number of events as the
+  event engine did (the same processes, timeouts and store put/get pairs, counted by
+  instrumenting ``simpy.Environment.step`` on the very trials that were timed). Its cost per
+  event is the floor for any SimPy model of these trials; target: des within 2x of it.
+- bare NumPy: per scheme, one cumulative sum over the realization's (trials, m, steps) step
+  times and one ``np.partition`` over workers: the least an order-statistic evaluation has to
+  do. Target: fast within 3x of it per trial.
+
+Gradients are off (``data.gradients: none``) for the timing, as in any large sweep: the
+numerics (drawing gradients, encoding, decoding) cost the same in both engines and would hide
+the engines' own costs. ``original_gc`` still computes ``decode_cond``, a dense SVD of an
+(m - s) x m matrix per trial in both engines; every size is therefore also timed without it.
+
+BLAS runs single-threaded while benchmarking (restored afterwards): the matrices here are
+small, and on a busy machine OpenBLAS threads made a 200 x 200 SVD 300x slower.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import math
+import os
+import platform
+import sys
+import time
+import tracemalloc
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import simpy
+
+from . import config as cfg
+from .cluster import Cluster
+from .coding.registry import build
+from .engine.des import simulate
+from .engine.fast import run_trials_fast
+from .runner import run_trials
+
+DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((20, 4), (200, 10), (1000, 10))
+TARGETS = {"des_per_event_vs_bare_simpy": 2.0, "fast_per_trial_vs_bare_numpy": 3.0}
+
+#: (des trials, fast trials) per number of workers; quick mode and the full run.
+_TRIALS = {
+    "quick": {20: (60, 2048), 200: (6, 512), 1000: (1, 32)},
+    "full": {20: (400, 8192), 200: (30, 2048), 1000: (4, 256)},
+}
+#: A timed repeat is not started once this many seconds went into one measurement.
+_BUDGET = {"quick": 3.0, "full": 30.0}
+
+
+def bench_experiment(
+    workers: int, load: int, trials: int, original: bool = True, seed: int = 1
+) -> cfg.Experiment:
+    """The benchmark experiment: every protocol on one cluster (partial_gc with ell 1 and 2).
+
+    Shifted-exponential speeds per worker, no failures (so every scheme decodes and pays its
+    decoder), a network with latency and finite bandwidth (every message has a cost), no
+    gradients and no event traces. ``original_gc`` uses one random code (``candidates: 1``):
+    choosing the best of 16 costs 4096 SVDs of an (m - s) x m matrix at setup.
+    """
+    schemes: list[dict[str, Any]] = [
+        {"protocol": "uncoded"},
+        {"protocol": "fastest_k", "fraction": 0.9},
+        {"protocol": "frc", "load": load},
+        {"protocol": "multi_message", "load": load},
+        {"protocol": "original_gc", "load": load, "ell": 1, "candidates": 1},
+        {"protocol": "partial_gc", "load": load, "ell": 1, "label": "partial_gc ell=1"},
+        {"protocol": "partial_gc", "load": load, "ell": 2, "label": "partial_gc ell=2"},
+    ]
+    if not original:
+        schemes = [s for s in schemes if s["protocol"] != "original_gc"]
+    return cfg.from_dict(
+        {
+            "name": f"bench-m{workers}",
+            "seed": seed,
+            "trials": trials,
+            "cluster": {
+                "workers": workers,
+                "compute": {"dist": "shifted_exponential", "shift": 1.0, "rate": 1.0},
+                "failures": {"prob": 0.0},
+                "network": {"latency": 0.001, "time_per_float": 1e-6},
+            },
+            "data": {"dim": 1000, "gradients": "none"},
+            "output": {"events_trials": 0},
+            "schemes": schemes,
+        }
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Timing helpers
+
+
+def _best(fn: Callable[[], Any], repeats: int, budget: float) -> float:
+    """The fastest of up to ``repeats`` runs (at least one; no new run once ``budget``
+    seconds were spent): the least disturbed by whatever else the machine does."""
+    best, spent = math.inf, 0.0
+    for _ in range(max(1, repeats)):
+        started = time.perf_counter()
+        fn()
+        elapsed = time.perf_counter() - started
+        best, spent = min(best, elapsed), spent + elapsed
+        if spent >= budget:
+            break
+    return best
+
+
+@contextlib.contextmanager
+def counting_events() -> Iterator[Counter]:
+    """Count the events every ``simpy.Environment`` processes, by event class, while open."""
+    counts: Counter = Counter()
+    original = simpy.Environment.step
+
+    def step(env: simpy.Environment) -> None:
+        if env._queue:
+            counts[type(env._queue[0][3]).__name__] += 1
+        original(env)
+
+    simpy.Environment.step = step  # type: ignore[method-assign]
+    try:
+        yield counts
+    finally:
+        simpy.Environment.step = original  # type: ignore[method-assign]
+
+
+def _blas_libraries() -> list[tuple[ctypes.CDLL, str]]:
+    """Loaded OpenBLAS libraries (NumPy's, SciPy's) and their thread-count function prefix."""
+    found = []
+    try:
+        maps = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return found
+    paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_openblas", "openblas"):
+            for suffix in ("64_", ""):
+                name = f"{prefix}_set_num_threads{suffix}"
+                if hasattr(lib, name) and hasattr(lib, f"{prefix}_get_num_threads{suffix}"):
+                    found.append((lib, f"{prefix}_%s_num_threads{suffix}"))
+                    break
+            else:
+                continue
+            break
+    return found
+
+
+@contextlib.contextmanager
+def blas_threads(threads: int) -> Iterator[int | None]:
+    """Run with ``threads`` OpenBLAS threads, best effort (yields the previous count, None
+    when no OpenBLAS was found)."""
+    libs = _blas_libraries()
+    previous = []
+    for lib, pattern in libs:
+        previous.append(int(getattr(lib, pattern % "get")()))
+        getattr(lib, pattern % "set")(ctypes.c_int(threads))
+    try:
+        yield previous[0] if previous else None
+    finally:
+        for (lib, pattern), count in zip(libs, previous, strict=True):
+            getattr(lib, pattern % "set")(ctypes.c_int(count))
+
+
+# --------------------------------------------------------------------------------------------
+# The event engine and bare SimPy
+
+
+def des_events(exp: cfg.Experiment, first: int, count: int) -> list[Counter]:
+    """The events the event engine processes in each (trial, scheme), by event class, on the
+    same path as ``runner.run_trials`` (same protocols, realizations, network)."""
+    protocols = build(exp)
+    cluster = Cluster(exp, steps=max(p.steps for p in protocols))
+    realization = cluster.draw(first, count)
+    out = []
+    for trial in range(first, first + count):
+        draw = realization.trial(trial)
+        for protocol in protocols:
+            with counting_events() as counts:
+                simulate(
+                    protocol.new_trial(draw.down, None),
+                    protocol.orders,
+                    draw,
+                    exp.cluster.network,
+                    None,
+                    exp.cluster.failures.detect_timeout,
+                )
+            out.append(Counter(counts))
+    return out
+
+
+def bare_simpy_trial(processes: int, timeouts: int, messages: int) -> None:
+    """A SimPy model without any protocol: ``processes - 1`` workers that together yield
+    ``timeouts - messages`` timeouts and send ``messages`` messages (a timeout whose callback
+    puts into a store), and one process that gets them all."""
+    env = simpy.Environment()
+    inbox = simpy.Store(env)
+    workers = max(1, processes - 1)
+    steps = max(0, timeouts - messages)
+    share = [steps // workers + (w < steps % workers) for w in range(workers)]
+    sends = [messages // workers + (w < messages % workers) for w in range(workers)]
+
+    def deliver(event: simpy.Event) -> None:
+        inbox.put(event.value)
+
+    def worker(w: int):
+        left = sends[w]
+        for step in range(share[w]):
+            yield env.timeout(1.0 + 0.001 * w)
+            if left and (share[w] - step <= left or step % 2 == 0):
+                env.timeout(0.01, w).callbacks.append(deliver)
+                left -= 1
+        for _ in range(left):  # a worker with more messages than steps sends the rest now
+            env.timeout(0.01, w).callbacks.append(deliver)
+
+    def receiver():
+        for _ in range(messages):
+            yield inbox.get()
+
+    for w in range(workers):
+        env.process(worker(w))
+    env.process(receiver())
+    env.run()
+
+
+def _bare_shapes(events: list[Counter]) -> list[tuple[int, int, int]]:
+    """(processes, timeouts, messages) of the bare model matching each counted trial."""
+    return [(c["Initialize"], c["Timeout"], c["StorePut"]) for c in events]
+
+
+# --------------------------------------------------------------------------------------------
+# Bare NumPy
+
+
+def bare_numpy(exp: cfg.Experiment, step_times: np.ndarray) -> None:
+    """One cumulative sum and one partition over workers per scheme, on realization arrays."""
+    protocols = build(exp)
+    for protocol in protocols:
+        steps = protocol.steps
+        done = np.cumsum(step_times[:, :, :steps], axis=2)
+        kth = min(protocol.workers - 1, getattr(protocol, "needed", protocol.workers) - 1)
+        np.partition(done[:, :, -1], kth, axis=1)
+
+
+# --------------------------------------------------------------------------------------------
+# One size
+
+
+def _measure(
+    exp: cfg.Experiment, des_trials: int, fast_trials: int, repeats: int, budget: float
+) -> dict[str, Any]:
+    """Both engines and both baselines on one experiment."""
+    des_seconds = _best(lambda: run_trials(exp, 0, des_trials), repeats, budget)
+    events = des_events(exp, 0, des_trials)
+    total_events = sum(sum(c.values()) for c in events)
+    shapes = _bare_shapes(events)
+
+    def bare_des() -> None:
+        for shape in shapes:
+            bare_simpy_trial(*shape)
+
+    bare_seconds = _best(bare_des, repeats, budget)
+    with counting_events() as bare_counts:
+        bare_des()
+    bare_events = sum(bare_counts.values())
+
+    fast_seconds = _best(lambda: run_trials_fast(exp, 0, fast_trials), repeats, budget)
+    protocols = build(exp)
+    cluster = Cluster(exp, steps=max(p.steps for p in protocols))
+    draw_seconds = _best(lambda: cluster.draw(0, fast_trials), repeats, budget)
+    step_times = cluster.draw(0, fast_trials).step_times
+    numpy_seconds = _best(lambda: bare_numpy(exp, step_times), repeats, budget)
+
+    des_per_event = des_seconds / total_events
+    bare_per_event = bare_seconds / bare_events
+    fast_per_trial = fast_seconds / fast_trials
+    numpy_per_trial = numpy_seconds / fast_trials
+    return {
+        "schemes": exp.labels(),
+        "des": {
+            "trials": des_trials,
+            "seconds": des_seconds,
+            "trials_per_second": des_trials / des_seconds,
+            "events_per_trial": total_events / des_trials,
+            "events_by_kind": dict(sum(events, Counter())),
+            "seconds_per_event": des_per_event,
+        },
+        "bare_simpy": {
+            "events_per_trial": bare_events / des_trials,
+            "events_by_kind": dict(bare_counts),
+            "seconds": bare_seconds,
+            "seconds_per_event": bare_per_event,
+        },
+        "fast": {
+            "trials": fast_trials,
+            "seconds": fast_seconds,
+            "trials_per_second": fast_trials / fast_seconds,
+            "seconds_per_trial": fast_per_trial,
+            "draw_seconds_per_trial": draw_seconds / fast_trials,
+        },
+        "bare_numpy": {"seconds": numpy_seconds, "seconds_per_trial": numpy_per_trial},
+        "des_per_event_vs_bare_simpy": des_per_event / bare_per_event,
+        "fast_per_trial_vs_bare_numpy": fast_per_trial / numpy_per_trial,
+        "fast_speedup_over_des": (des_seconds / des_trials) / fast_per_trial,
+    }
+
+
+def _per_scheme(
+    exp: cfg.Experiment, des_trials: int, fast_trials: int, repeats: int, budget: float
+) -> dict[str, dict[str, float]]:
+    """Trials per second of each scheme alone, in both engines."""
+    out = {}
+    for spec, label in zip(list(exp.schemes), exp.labels(), strict=True):
+        alone = exp.model_copy(deep=True)
+        alone.schemes[:] = [spec.model_copy(update={"label": label})]
+        des = _best(lambda e=alone: run_trials(e, 0, des_trials), repeats, budget)
+        fast = _best(lambda e=alone: run_trials_fast(e, 0, fast_trials), repeats, budget)
+        out[label] = {
+            "des_trials_per_second": des_trials / des,
+            "fast_trials_per_second": fast_trials / fast,
+        }
+    return out
+
+
+def summary_memory(
+    des_trials: tuple[int, int] = (512, 5120), fast_trials: tuple[int, int] = (131072, 393216)
+) -> dict[str, float]:
+    """Memory per summary row, marginal: (peak at the larger trial count - peak at the
+    smaller) / (rows between them), traced by ``tracemalloc``, on m = 20 with two schemes.
+
+    The event engine's runner keeps every row as a Python tuple until the end of its range,
+    then builds the frame (both alive at the peak). The fast engine keeps NumPy columns and
+    bounded temporaries (slices of ``_SLICE_ELEMENTS`` numbers), so its counts are taken past
+    one slice."""
+    exp = bench_experiment(20, 4, max(*des_trials, *fast_trials))
+    exp.schemes[:] = exp.schemes[:2]  # uncoded and fastest_k: cheap trials, same row width
+    schemes = len(exp.schemes)
+    out: dict[str, float] = {}
+    for name, engine, sizes in (
+        ("des", lambda n: run_trials(exp, 0, n), des_trials),
+        ("fast", lambda n: run_trials_fast(exp, 0, n), fast_trials),
+    ):
+        peaks = []
+        for trials in sizes:
+            tracemalloc.start()
+            try:
+                engine(trials)
+                peaks.append(tracemalloc.get_traced_memory()[1])
+            finally:
+                tracemalloc.stop()
+        out[f"{name}_bytes_per_row"] = (peaks[1] - peaks[0]) / ((sizes[1] - sizes[0]) * schemes)
+        out[f"{name}_peak_bytes"] = peaks[1]
+        out[f"{name}_rows"] = sizes[1] * schemes
+    return out
+
+
+def _growth(points: list[tuple[int, float]]) -> list[dict[str, float]]:
+    """Exponent b of cost ~ m^b between consecutive sizes."""
+    out = []
+    for (m0, c0), (m1, c1) in zip(points, points[1:], strict=False):
+        out.append({"from": m0, "to": m1, "exponent": math.log(c1 / c0) / math.log(m1 / m0)})
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The benchmark
+
+
+def run_benchmark(
+    sizes: tuple[tuple[int, int], ...] = DEFAULT_SIZES,
+    trials: tuple[int, int] | None = None,
+    repeats: int = 3,
+    quick: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Trials per second of both engines for each (workers, load) in ``sizes``, with the
+    baselines and ratios (see the module docstring). ``trials`` = (des trials, fast trials)
+    for every size; by default they depend on the size and on ``quick``. Returns plain data
+    (JSON-ready)."""
+    mode = "quick" if quick else "full"
+    budget = _BUDGET[mode]
+    say = progress or (lambda _: None)
+    started = time.perf_counter()
+    result: dict[str, Any] = {
+        "mode": mode,
+        "targets": TARGETS,
+        "machine": _machine(),
+        "gradients": "none",
+        "sizes": [],
+    }
+    with blas_threads(1) as previous:
+        result["machine"]["blas_threads_before"] = previous
+        for workers, load in sizes:
+            des_trials, fast_trials = trials or _default_trials(mode, workers)
+            entry: dict[str, Any] = {"workers": workers, "load": load}
+            for key, original in (("all", True), ("without_original_gc", False)):
+                say(f"m={workers} load={load}: {key.replace('_', ' ')}")
+                exp = bench_experiment(workers, load, max(des_trials, fast_trials), original)
+                fast_n = fast_trials if not original else _fast_cap(mode, workers, fast_trials)
+                entry[key] = _measure(exp, des_trials, fast_n, repeats, budget)
+            if not quick:
+                say(f"m={workers} load={load}: each scheme alone")
+                exp = bench_experiment(workers, load, max(des_trials, fast_trials))
+                fast_n = _fast_cap(mode, workers, fast_trials)
+                entry["per_scheme"] = _per_scheme(exp, des_trials, fast_n, 1, budget)
+            result["sizes"].append(entry)
+        say("memory per summary row")
+        if quick:
+            result["memory"] = summary_memory((256, 1280))
+        else:
+            result["memory"] = summary_memory()
+    result["growth"] = {}
+    for key in ("all", "without_original_gc"):
+        for engine, field in (("des", "trials_per_second"), ("fast", "trials_per_second")):
+            points = [(e["workers"], 1.0 / e[key][engine][field]) for e in result["sizes"]]
+            result["growth"][f"{engine}_{key}"] = _growth(points)
+    result["seconds"] = time.perf_counter() - started
+    return result
+
+
+def _default_trials(mode: str, workers: int) -> tuple[int, int]:
+    table = _TRIALS[mode]
+    if workers in table:
+        return table[workers]
+    near = min(table, key=lambda m: abs(math.log(m / workers)))
+    des, fast = table[near]
+    scale = near / workers
+    return max(1, round(des * scale)), max(16, round(fast * scale))
+
+
+def _fast_cap(mode: str, workers: int, fast_trials: int) -> int:
+    """Fewer fast trials with original_gc at large m: its exact decode_cond is a dense SVD
+    of an (m - s) x m matrix per trial (about 0.1 s at m = 1000), in any engine."""
+    if workers <= 200:
+        return fast_trials
+    return min(fast_trials, 32 if mode == "quick" else 128)
+
+
+def _machine() -> dict[str, Any]:
+    return {
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "simpy": simpy.__version__,
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+
+
+def write_json(result: dict[str, Any], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# The table
+
+
+def format_table(result: dict[str, Any]) -> Any:
+    """A ``rich.table.Table`` of the result (a plain string if rich is missing)."""
+    header = [
+        "m",
+        "load",
+        "schemes",
+        "des trials/s",
+        "fast trials/s",
+        "fast/des",
+        "des events/trial",
+        "des us/event",
+        "bare SimPy us/event",
+        "des/bare (<=2)",
+        "fast us/trial",
+        "bare NumPy us/trial",
+        "fast/bare (<=3)",
+    ]
+    lines = []
+    for entry in result["sizes"]:
+        for key, name in (("all", "all"), ("without_original_gc", "no original_gc")):
+            r = entry[key]
+            lines.append(
+                [
+                    str(entry["workers"]),
+                    str(entry["load"]),
+                    name,
+                    f"{r['des']['trials_per_second']:.3g}",
+                    f"{r['fast']['trials_per_second']:.3g}",
+                    f"{r['fast_speedup_over_des']:.3g}x",
+                    f"{r['des']['events_per_trial']:.3g}",
+                    f"{r['des']['seconds_per_event'] * 1e6:.3g}",
+                    f"{r['bare_simpy']['seconds_per_event'] * 1e6:.3g}",
+                    f"{r['des_per_event_vs_bare_simpy']:.2f}",
+                    f"{r['fast']['seconds_per_trial'] * 1e6:.3g}",
+                    f"{r['bare_numpy']['seconds_per_trial'] * 1e6:.3g}",
+                    f"{r['fast_per_trial_vs_bare_numpy']:.2f}",
+                ]
+            )
+    title = f"gcsim engines, gradients off ({result['mode']} mode)"
+    try:
+        from rich.table import Table
+    except ImportError:  # pragma: no cover - rich is a dependency
+        widths = [max(len(h), *(len(row[i]) for row in lines)) for i, h in enumerate(header)]
+        out = [title, "  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True))]
+        out += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in lines]
+        return "\n".join(out)
+    table = Table(title=title)
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i == 2 else "right")
+    for row in lines:
+        table.add_row(*row)
+    return table

@@ -1,0 +1,927 @@
+"""The vectorised engine: every trial of a realization block evaluated at once with NumPy.
+
+Where the outcome of a trial is a function of its realization alone, the event engine
+(``des.py``, the reference) is not needed to find it: with fail-stop failures, no crashes and
+a network whose delay depends only on the message size, every event time is a fixed sum of
+the drawn chunk times and constant delays, and each protocol's stopping rule is an order
+statistic of those sums. This module evaluates those formulas for a whole block of trials and
+gives the same summary rows as ``runner.run_trials``, trial by trial and column by column.
+
+What the event engine does, restated as the formulas used here (``C[j, k]``: the time worker j
+finishes its k-th chunk, the sequential float sum of its step times, as SimPy's clock adds
+them; a message sent at ``t`` arrives at ``t + delay(size)``, again one float addition):
+
+- the PS handles messages in arrival order, ties in the order they were sent (SimPy orders
+  equal-time events by scheduling order);
+- the trial stops at the decode instant ``t*``; what was sent at or before ``t*`` is counted
+  (zero-delay cascades at ``t*`` happen before the stop), nothing after; an undecoded trial
+  runs until nothing is left, so everything a live worker does is counted;
+- a deadline is inclusive: everything at ``t <= T`` happens before the PS decodes at ``T``;
+- ``partial_gc`` workers keep computing (and reporting) after they upload.
+
+Ties between independent continuous draws have probability zero, but exact float coincidences
+are not impossible, and chunk times can underflow to 0. Every trial in which a comparison that
+decides an outcome ties exactly (or a worker's clock does not strictly advance) is replayed by
+the event engine instead, so the rows are the event engine's in every case. Distributions with
+atoms (deterministic, empirical) tie all the time: ``fast_problems`` refuses them unless every
+scheme is insensitive to ties (uncoded).
+
+Numbers (``rel_error``, ``decode_cond``, ``residual`` of least-squares decoders) come from the
+same protocol objects and functions the event engine calls, with the same arguments in the
+same order, so they agree to the last bit in practice. What is vectorised is batched SVDs of
+the same matrices (original_gc's condition numbers; partial_gc's, where a closed form first
+picks the chunks whose SVD can be the largest).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .. import config as cfg
+from ..cluster import Cluster, Realization, TrialDraw, gradients
+from ..coding.base import Protocol
+from ..coding.numerics import block_length, join_blocks, rel_error, split_blocks
+from ..coding.partial_gc import coefficients
+from ..coding.registry import build
+from ..streams import TRIAL_BLOCK
+from .des import simulate
+
+#: Protocols this engine evaluates (by config name).
+SUPPORTED = ("uncoded", "fastest_k", "frc", "multi_message", "original_gc", "partial_gc")
+#: Protocols whose outcome does not depend on how simultaneous events are ordered.
+TIE_SAFE = ("uncoded",)
+#: Least-squares decoders cached per ordered tuple of uploading workers (bounded).
+_DECODER_CACHE = 4096
+#: Trials evaluated together are cut so that one (trials, m, steps) array stays this small.
+_SLICE_ELEMENTS = 2**20
+
+#: Settings whose meaning the formulas below implement, per config model; a setting not
+#: listed here that differs from its default is reported by ``fast_problems`` (it may change
+#: what happens in a trial, and fast would silently ignore it).
+_KNOWN = {
+    "Cluster": {"workers", "compute", "slowdown", "failures", "network"},
+    "Failures": {"prob", "workers", "crash_rate", "detect_timeout"},
+    "Network": {"latency", "time_per_float", "ps_ingress"},
+    "Data": {"chunks", "dim", "gradients"},
+    "UncodedScheme": {"label", "protocol"},
+    "FastestKScheme": {"label", "protocol", "k", "fraction"},
+    "FRCScheme": {"label", "protocol", "load"},
+    "MultiMessageScheme": {"label", "protocol", "load", "assignment", "assignment_file",
+                           "ordering"},
+    "OriginalGCScheme": {"label", "protocol", "load", "ell", "mode", "deadline",
+                         "construction", "candidates", "points", "assignment",
+                         "assignment_file", "ordering"},
+    "PartialGCScheme": {"label", "protocol", "load", "ell", "mode", "deadline", "assignment",
+                        "assignment_file", "ordering"},
+}  # fmt: skip
+
+INF = math.inf
+
+
+# --------------------------------------------------------------------------------------------
+# When the fast engine is exact
+
+
+def fast_problems(exp: cfg.Experiment) -> list[tuple[str, str]]:
+    """(dotted key, reason) for everything that keeps ``engine: fast`` from giving the event
+    engine's rows for ``exp``; an empty list means the fast engine is exact here."""
+    problems: list[tuple[str, str]] = []
+    cluster = exp.cluster
+    if cluster.failures.crash_rate > 0:
+        problems.append(
+            (
+                "cluster.failures.crash_rate",
+                "crashes need the event engine: a crash interrupts a worker mid-chunk and "
+                "partial_gc re-plans when the PS notices it, a history the vectorised "
+                "evaluation does not model; set crash_rate: 0 or engine: des",
+            )
+        )
+    if cluster.network.ps_ingress == "shared":
+        problems.append(
+            (
+                "cluster.network.ps_ingress",
+                "a shared PS link queues uploads first come first served, so a message's "
+                "arrival depends on every earlier one; needs the event engine "
+                "(ps_ingress: parallel for fast)",
+            )
+        )
+    for i, scheme in enumerate(exp.schemes):
+        if scheme.protocol not in SUPPORTED:
+            problems.append(
+                (
+                    f"schemes.{i}.protocol",
+                    f"no vectorised evaluation of protocol {scheme.protocol!r}; fast "
+                    f"supports {', '.join(SUPPORTED)}",
+                )
+            )
+    problems += _unknown(cluster, "cluster")
+    problems += _unknown(cluster.failures, "cluster.failures")
+    problems += _unknown(cluster.network, "cluster.network")
+    problems += _unknown(exp.data, "data")
+    for i, scheme in enumerate(exp.schemes):
+        if scheme.protocol in SUPPORTED:
+            problems += _unknown(scheme, f"schemes.{i}")
+    sensitive = [s.protocol for s in exp.schemes if s.protocol not in TIE_SAFE]
+    atoms = _atoms(cluster.compute, "cluster.compute")
+    if atoms and sensitive:
+        key, kind = atoms[0]
+        problems.append(
+            (
+                key,
+                f"{kind} compute times make events simultaneous; the event engine orders "
+                "them by scheduling order, which decides what "
+                f"{', '.join(sorted(set(sensitive)))} count at the decode instant and is not "
+                "reproduced by fast; use a continuous distribution or engine: des",
+            )
+        )
+    return problems
+
+
+def _unknown(model: object, key: str) -> list[tuple[str, str]]:
+    """Settings of a config model that this engine does not know and that are not at their
+    defaults."""
+    known = _KNOWN.get(type(model).__name__)
+    if known is None:
+        return [(key, f"fast does not know {type(model).__name__} settings; use engine: des")]
+    out = []
+    for name, info in type(model).model_fields.items():
+        if name in known:
+            continue
+        if getattr(model, name) != info.get_default(call_default_factory=True):
+            out.append((f"{key}.{name}", f"fast does not model {name!r}; use engine: des"))
+    return out
+
+
+def _atoms(dist: cfg.Distribution, key: str) -> list[tuple[str, str]]:
+    """Where a distribution puts probability on single values (so draws tie): (key, kind)."""
+    if isinstance(dist, cfg.Deterministic):
+        return [(f"{key}.dist", "deterministic")]
+    if isinstance(dist, cfg.Empirical):
+        return [(f"{key}.dist", "empirical (resampled, so repeated)")]
+    if isinstance(dist, cfg.Bimodal):
+        return _atoms(dist.fast, f"{key}.fast") + _atoms(dist.slow, f"{key}.slow")
+    return []
+
+
+# --------------------------------------------------------------------------------------------
+# The block: what every protocol reads
+
+
+@dataclass
+class _Block:
+    """One realization block: ``done[t, j, k]`` is when worker j finishes its k-th chunk."""
+
+    first: int
+    done: np.ndarray  # (n, m, steps)
+    live: np.ndarray  # (n, m)
+    stalled: np.ndarray  # (n,) some live worker's clock does not strictly advance
+    masked: dict = field(default_factory=dict)  # per chunk-list shape: see _Evaluator.times
+
+    @property
+    def n(self) -> int:
+        return self.live.shape[0]
+
+
+def _block(realization: Realization) -> _Block:
+    times = realization.step_times
+    # np.cumsum adds sequentially, as the SimPy clock does (now + delay, one step at a time).
+    done = np.cumsum(times, axis=2)
+    live = ~realization.down
+    # A zero (or, next to a large clock, absorbed) chunk time makes a worker tie with itself.
+    flat = (done[:, :, 0] <= 0) | np.any(done[:, :, 1:] <= done[:, :, :-1], axis=2)
+    stalled = np.any(flat & live, axis=1)
+    return _Block(realization.first, done, live, stalled)
+
+
+@dataclass
+class _Rows:
+    """The summary columns of one scheme over a block, plus what the numerics need."""
+
+    completion: np.ndarray
+    decoded: np.ndarray
+    upload: np.ndarray
+    download: np.ndarray
+    messages: np.ndarray
+    control: np.ndarray
+    computed: np.ndarray
+    used: np.ndarray
+    cond: np.ndarray
+    residual: np.ndarray
+    suspect: np.ndarray  # replay these trials with the event engine
+    estimate: Callable[[int, np.ndarray], np.ndarray] | None = None  # (trial index, grads)
+
+    @classmethod
+    def empty(cls, n: int) -> _Rows:
+        zeros = np.zeros(n, dtype=np.int64)
+        return cls(
+            completion=np.full(n, INF),
+            decoded=np.zeros(n, dtype=bool),
+            upload=zeros.copy(),
+            download=zeros.copy(),
+            messages=zeros.copy(),
+            control=zeros.copy(),
+            computed=zeros.copy(),
+            used=zeros.copy(),
+            cond=np.full(n, np.nan),
+            residual=np.full(n, np.nan),
+            suspect=np.zeros(n, dtype=bool),
+        )
+
+
+class _Evaluator:
+    """A protocol's formulas. Subclasses fill ``_Rows`` for a block."""
+
+    def __init__(self, protocol: Protocol, exp: cfg.Experiment):
+        self.p = protocol
+        self.network = exp.cluster.network
+        self.dim = exp.data.dim
+        orders = protocol.orders
+        self.m = len(orders)
+        self.lengths = np.array([len(o) for o in orders], dtype=np.int64)
+        self.steps = max(1, int(self.lengths.max()))
+        # valid[j, k]: worker j has a k-th chunk to compute.
+        self.valid = np.arange(self.steps)[None, :] < self.lengths[:, None]
+
+    def delay(self, size: int) -> float:
+        return self.network.delay(size)
+
+    def times(self, block: _Block) -> np.ndarray:
+        """(n, m, steps) completion times, +inf where nothing is computed (down worker, no
+        such step). Shared by the schemes of a block with the same list lengths; it is a view
+        of a buffer with one more +inf column, which ``_Holders.per_chunk`` gathers from."""
+        key = (self.steps, self.lengths.tobytes())
+        if key not in block.masked:
+            n, m, steps = block.n, self.m, self.steps
+            flat = np.empty((n, m * steps + 1))
+            flat[:, -1] = INF
+            done = flat[:, :-1].reshape(n, m, steps)
+            mask = self.valid[None, :, :] & block.live[:, :, None]
+            np.copyto(done, block.done[:, :, :steps])
+            done[~mask] = INF
+            block.masked[key] = (done, flat)
+        return block.masked[key][0]
+
+    def last(self, block: _Block) -> np.ndarray:
+        """(n, m): when each worker finishes its whole list (+inf when down or idle)."""
+        done = self.times(block)
+        if (self.lengths == self.steps).all():
+            return done[:, :, -1]
+        finish = done[:, np.arange(self.m), np.maximum(self.lengths - 1, 0)]
+        finish[:, self.lengths == 0] = INF  # an empty list: nothing to compute or send
+        return finish
+
+    @staticmethod
+    def count_until(done: np.ndarray, stop: np.ndarray) -> np.ndarray:
+        """Chunk completions at or before ``stop`` (per trial; all of them when stop is inf)."""
+        bound = np.where(np.isinf(stop), np.finfo(float).max, stop)[:, None, None]
+        return np.count_nonzero(done <= bound, axis=(1, 2)).astype(np.int64)
+
+    @staticmethod
+    def sent_by(finish: np.ndarray, stop: np.ndarray) -> np.ndarray:
+        """Workers (one upload each, sent at ``finish``) that sent by ``stop``."""
+        return np.count_nonzero(np.isfinite(finish) & (finish <= stop[:, None]), axis=1).astype(
+            np.int64
+        )
+
+    @staticmethod
+    def at(done: np.ndarray, when: np.ndarray) -> np.ndarray:
+        """How many chunk completions happen exactly at ``when`` (per trial; none at inf)."""
+        when = np.where(np.isfinite(when), when, np.nan)
+        return np.count_nonzero(done == when[:, None, None], axis=(1, 2))
+
+    def evaluate(self, block: _Block) -> _Rows:
+        raise NotImplementedError
+
+
+def _arrival_order(arrival: np.ndarray, sent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The PS's processing order of one message per worker: by arrival, ties by sending time
+    (a message sent earlier was scheduled earlier). Returns (order, suspect): suspect where
+    two messages tie in both (their order would be SimPy's scheduling order of the senders)."""
+    order = np.lexsort((sent, arrival), axis=-1)
+    a = np.take_along_axis(arrival, order, axis=-1)
+    s = np.take_along_axis(sent, order, axis=-1)
+    both = (a[..., 1:] == a[..., :-1]) & (s[..., 1:] == s[..., :-1]) & np.isfinite(a[..., 1:])
+    return order, both.any(axis=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# uncoded and fastest_k: one upload per worker after its whole (contiguous) share
+
+
+class _Split(_Evaluator):
+    def evaluate(self, block: _Block) -> _Rows:
+        p, n, m = self.p, block.n, self.m
+        done = self.times(block)
+        finish = self.last(block)
+        d = self.delay(self.dim)
+        arrival = finish + d
+        k = getattr(p, "k", m)  # fastest_k waits for k uploads, uncoded for all
+        decoded = block.live.sum(axis=1) >= k
+        rows = _Rows.empty(n)
+        if k == m:
+            stop = np.where(decoded, arrival.max(axis=1), INF)
+            covered = np.full(n, int(self.lengths.sum()))
+            first: np.ndarray | None = None
+            tied = np.zeros(n, dtype=bool)
+        else:
+            part = np.argpartition(arrival, (k - 1, k), axis=1)
+            first = part[:, :k]
+            kth = np.take_along_axis(arrival, part[:, k - 1 : k], axis=1)[:, 0]
+            after = np.take_along_axis(arrival, part[:, k : k + 1], axis=1)[:, 0]
+            tied = kth == after  # which worker is k-th would be decided by sending order
+            stop = np.where(decoded, kth, INF)
+            covered = self.lengths[first].sum(axis=1)
+        rows.completion = stop
+        rows.decoded = decoded
+        rows.messages = self.sent_by(finish, stop)
+        rows.upload = rows.messages * self.dim
+        rows.computed = self.count_until(done, stop)
+        rows.used = np.where(decoded, covered, 0)
+        rows.cond = np.where(decoded, 1.0, np.nan)
+        if p.name == "fastest_k":
+            rows.residual = np.where(decoded, (p.chunks - covered).astype(float), np.nan)
+            allowed = 1 if d == 0 else 0  # zero delay: the k-th upload's own completion
+            rows.suspect = decoded & (tied | (self.at(done, stop) > allowed))
+        else:
+            # Waiting for everyone: what is sent by the end does not depend on any order.
+            rows.residual = np.where(decoded, 0.0, np.nan)
+        orders = p.orders
+
+        def estimate(t: int, grads: np.ndarray) -> np.ndarray:
+            workers = np.arange(m) if first is None else first[t]
+            workers = workers[np.lexsort((finish[t, workers], arrival[t, workers]))]
+            total = np.sum([grads[orders[w]].sum(axis=0) for w in workers], axis=0)
+            if p.name == "fastest_k":
+                total *= p.chunks / int(covered[t])
+            return total
+
+        rows.estimate = estimate
+        return rows
+
+
+# --------------------------------------------------------------------------------------------
+# frc: groups of identical workers; the first upload of each group
+
+
+class _FRC(_Evaluator):
+    def evaluate(self, block: _Block) -> _Rows:
+        p, n = self.p, block.n
+        done = self.times(block)
+        finish = self.last(block)
+        d = self.delay(self.dim)
+        # The PS keys groups by worker // load: consecutive runs of load workers. All uploads
+        # have one size, so the first to arrive is the first to finish (ties: same payload).
+        load, groups = p.spec.load, p.groups
+        by_group = finish.reshape(n, groups, load)
+        within = np.argmin(by_group, axis=2)
+        first_sent = np.take_along_axis(by_group, within[:, :, None], axis=2)[:, :, 0]
+        first_arrival = first_sent + d
+        decoded = np.isfinite(first_sent).all(axis=1)
+        stop = np.where(decoded, first_arrival.max(axis=1), INF)
+        rows = _Rows.empty(n)
+        rows.completion = stop
+        rows.decoded = decoded
+        rows.messages = self.sent_by(finish, stop)
+        rows.upload = rows.messages * self.dim
+        rows.computed = self.count_until(done, stop)
+        rows.used = np.where(decoded, p.chunks, 0)
+        rows.cond = np.where(decoded, 1.0, np.nan)
+        rows.residual = np.where(decoded, 0.0, np.nan)
+        allowed = 1 if d == 0 else 0
+        rows.suspect = decoded & (self.at(done, stop) > allowed)
+        orders = p.orders
+
+        def estimate(t: int, grads: np.ndarray) -> np.ndarray:
+            group_order = np.lexsort((first_sent[t], first_arrival[t]))
+            workers = group_order * load + within[t, group_order]
+            return np.sum([grads[orders[w]].sum(axis=0) for w in workers], axis=0)
+
+        rows.estimate = estimate
+        return rows
+
+
+# --------------------------------------------------------------------------------------------
+# Chunk holders: for multi_message and partial_gc
+
+
+class _Holders(_Evaluator):
+    """Index arrays from chunks to the (worker, step) positions that compute them."""
+
+    def __init__(self, protocol: Protocol, exp: cfg.Experiment):
+        super().__init__(protocol, exp)
+        chunks = protocol.chunks
+        positions: list[list[int]] = [[] for _ in range(chunks)]
+        for j, order in enumerate(protocol.orders):
+            for k, chunk in enumerate(order):
+                positions[chunk].append(j * self.steps + k)
+        width = max(1, max(len(ps) for ps in positions))
+        pad = self.m * self.steps  # an extra column that is always +inf
+        self.holder_pos = np.full((chunks, width), pad, dtype=np.int64)
+        for i, ps in enumerate(positions):
+            self.holder_pos[i, : len(ps)] = ps
+        self.padding = self.holder_pos == pad
+        self.holder_worker = np.where(self.padding, -1, self.holder_pos // self.steps)
+
+    def per_chunk(self, block: _Block) -> np.ndarray:
+        """Completion times by chunk: (n, chunks, holders), +inf for padding and for what is
+        never computed."""
+        self.times(block)
+        flat = block.masked[(self.steps, self.lengths.tobytes())][1]
+        return flat[:, self.holder_pos]
+
+    def known_lists(self, held: np.ndarray, copies: np.ndarray) -> list[list[int]]:
+        """One trial's holders of each chunk in the order the PS learned of them (by
+        completion time: reports all have one size) and cut to the first ``copies``."""
+        order = np.argsort(held, axis=1, kind="stable")
+        workers = np.take_along_axis(self.holder_worker, order, axis=1)
+        return [list(map(int, workers[i, : copies[i]])) for i in range(workers.shape[0])]
+
+
+class _MultiMessage(_Holders):
+    def evaluate(self, block: _Block) -> _Rows:
+        p, n = self.p, block.n
+        done = self.times(block)
+        d = self.delay(self.dim)
+        # Uploads all have one size: a chunk's first arrival is its first completion.
+        first_sent = self.per_chunk(block).min(axis=2)
+        first_arrival = first_sent + d
+        decoded = np.isfinite(first_sent).all(axis=1)
+        stop = np.where(decoded, first_arrival.max(axis=1), INF)
+        rows = _Rows.empty(n)
+        rows.completion = stop
+        rows.decoded = decoded
+        rows.computed = self.count_until(done, stop)
+        rows.messages = rows.computed  # every computed chunk is uploaded at once
+        rows.upload = rows.messages * self.dim
+        rows.used = np.where(decoded, p.chunks, 0)
+        rows.cond = np.where(decoded, 1.0, np.nan)
+        rows.residual = np.where(decoded, 0.0, np.nan)
+        allowed = 1 if d == 0 else 0
+        rows.suspect = decoded & (self.at(done, stop) > allowed)
+
+        def estimate(t: int, grads: np.ndarray) -> np.ndarray:
+            chunk_order = np.lexsort((first_sent[t], first_arrival[t]))
+            return np.sum([grads[c] for c in chunk_order], axis=0)
+
+        rows.estimate = estimate
+        return rows
+
+
+# --------------------------------------------------------------------------------------------
+# original_gc: one coded upload after all chunks; any m - s decode, or least squares at T
+
+#: Bytes of matrices one batched SVD may hold (original_gc conditioning).
+_SVD_BATCH_BYTES = 32 * 2**20
+
+
+class _Original(_Evaluator):
+    def __init__(self, protocol: Protocol, exp: cfg.Experiment):
+        super().__init__(protocol, exp)
+        spec = protocol.spec
+        self.ell = spec.ell
+        self.size = block_length(self.dim, self.ell)
+        self.deadline = spec.deadline if spec.mode == "approximate" else None
+        self.cache: dict[tuple[int, ...], tuple[np.ndarray, float, float]] = {}
+        # The cyclic codes decode from any m - s uploads, with a decoder whose condition
+        # number is one SVD (batched here); other constructions are asked, upload by upload,
+        # whether what arrived determines the gradient, as the PS asks them.
+        self.any_needed = spec.construction in ("random", "polynomial")
+
+    def decoder(self, workers: tuple[int, ...]) -> tuple[np.ndarray, float, float]:
+        """The protocol's own decoder (same call, same argument order as the event engine)."""
+        hit = self.cache.get(workers)
+        if hit is None:
+            hit = self.p.decoder(list(workers))
+            if len(self.cache) >= _DECODER_CACHE:
+                self.cache.pop(next(iter(self.cache)))
+            self.cache[workers] = hit
+        return hit
+
+    def first_determined(self, arrivals: np.ndarray) -> int:
+        """How many of these uploads (in arrival order) the PS has when it first finds the
+        gradient determined (0: never): the protocol's own test, on every prefix from m - s."""
+        workers = [int(w) for w in arrivals]
+        for count in range(self.p.needed, len(workers) + 1):
+            if self.p.determined(workers[:count]):
+                return count
+        return 0
+
+    def exact_conditions(self, rows: np.ndarray) -> np.ndarray:
+        """decode_cond of exact decodes from m - s uploads (rows: (count, m - s) workers in
+        arrival order), batched: the matrices ``OriginalGC.decoder`` takes the condition
+        number of (the code's rows, or the Vandermonde matrix of the points), the same
+        ``svd`` per matrix, so the same numbers."""
+        p = self.p
+        count, needed = rows.shape
+        if p.polynomial is None:
+            matrices = p.code  # sum_weights(code[workers]) -> cond(code[workers])
+            width = p.code.shape[1]
+        else:
+            points = p.polynomial.points  # decode_cond: cond(vander(points[rows], n))
+            width = needed
+        out = np.empty(count)
+        step = max(1, _SVD_BATCH_BYTES // (8 * needed * width))
+        for lo in range(0, count, step):
+            part = rows[lo : lo + step]
+            if p.polynomial is None:
+                stack = matrices[part]
+            else:
+                stack = _vander(points[part], needed)
+            singular = np.linalg.svd(stack, compute_uv=False)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = singular[:, 0] / singular[:, -1]
+            out[lo : lo + step] = np.where(singular[:, -1] > 0, ratio, INF)
+        return out
+
+    def evaluate(self, block: _Block) -> _Rows:
+        p, n = self.p, block.n
+        done = self.times(block)
+        finish = self.last(block)
+        d = self.delay(self.size)
+        arrival = finish + d
+        order, tied = _arrival_order(arrival, finish)
+        ranked = np.take_along_axis(arrival, order, axis=1)
+        needed = p.needed
+        sent = np.isfinite(finish).sum(axis=1)  # uploads that are ever sent
+        if self.any_needed:
+            enough = np.where(sent >= needed, needed, 0)
+        else:
+            enough = np.array([self.first_determined(order[t, : sent[t]]) for t in range(n)])
+        last_needed = np.take_along_axis(ranked, np.maximum(enough, 1)[:, None] - 1, axis=1)
+        exact_at = np.where(enough > 0, last_needed[:, 0], INF)
+        rows = _Rows.empty(n)
+        if self.deadline is None:
+            exact = decoded = np.isfinite(exact_at)
+            stop = exact_at
+        else:
+            exact = exact_at <= self.deadline
+            decoded = np.ones(n, dtype=bool)
+            stop = np.where(exact, exact_at, self.deadline)
+        rows.completion = stop
+        rows.decoded = decoded
+        rows.messages = self.sent_by(finish, stop)
+        rows.upload = rows.messages * self.size
+        rows.computed = self.count_until(done, stop)
+        allowed = 1 if d == 0 else 0
+        # At an exact decode, what was sent by then depends on order; at the deadline all
+        # events at T happen first (inclusive), so only the order of the uploads matters.
+        rows.suspect = decoded & tied | exact & (self.at(done, stop) > allowed)
+        count = np.where(exact, enough, np.count_nonzero(ranked <= stop[:, None], axis=1))
+        rows.used = np.where(decoded, count * p.spec.load, 0)
+        solve = decoded & ~exact  # least squares on what arrived by T
+        if self.any_needed:
+            rows.residual = np.where(exact, 0.0, rows.residual)
+            rows.cond[exact] = self.exact_conditions(order[exact, :needed])
+        else:
+            solve = decoded
+        for t in np.nonzero(solve)[0]:
+            _, condition, left = self.decoder(tuple(int(w) for w in order[t, : count[t]]))
+            rows.cond[t] = condition
+            rows.residual[t] = left
+        orders, ell = p.orders, self.ell
+
+        def estimate(t: int, grads: np.ndarray) -> np.ndarray:
+            workers = tuple(int(w) for w in order[t, : count[t]])
+            combination, _, _ = self.decoder(workers)
+            blocks = split_blocks(grads, ell)
+            payloads = [
+                np.einsum("ck,ckb->b", p.encoder[w, orders[w]], blocks[orders[w]]) for w in workers
+            ]
+            uploads = np.array(payloads).reshape(len(workers), blocks.shape[2])
+            return join_blocks(combination @ uploads, p.dim)
+
+        rows.estimate = estimate
+        return rows
+
+
+def _vander(points: np.ndarray, columns: int) -> np.ndarray:
+    """``np.vander(x, columns, increasing=True)`` for a stack of x, by the same sequential
+    products (so the same bits)."""
+    out = np.empty(points.shape + (columns,))
+    if columns > 0:
+        out[..., 0] = 1
+    if columns > 1:
+        out[..., 1:] = points[..., None]
+        np.multiply.accumulate(out[..., 1:], out=out[..., 1:], axis=-1)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# partial_gc: control message per chunk; plan when every chunk has ell copies (or at T)
+
+
+class _Partial(_Holders):
+    def __init__(self, protocol: Protocol, exp: cfg.Experiment):
+        super().__init__(protocol, exp)
+        spec = protocol.spec
+        self.ell = spec.ell
+        self.size = block_length(self.dim, self.ell)
+        self.deadline = spec.deadline if spec.mode == "approximate" else None
+        decoder = protocol.decoder
+        weights = np.where(self.padding[None], 0.0, decoder[:, self.holder_worker])
+        if self.ell == 2:  # Gram entries of C[:, R_i] per holder, for the closed form
+            self.gram = (weights[0] ** 2, weights[0] * weights[1], weights[1] ** 2)
+
+    def evaluate(self, block: _Block) -> _Rows:
+        p, n, ell = self.p, block.n, self.ell
+        done = self.times(block)
+        d_control, d_upload = self.delay(1), self.delay(self.size)
+        free = d_control == 0 and d_upload == 0 and self.delay(ell) == 0
+        # Control messages all have size 1, so they arrive in the order they were sent: the
+        # PS learns of chunk i's holders in order of their completion times.
+        held = self.per_chunk(block)  # (n, chunks, holders), unsorted
+        if ell == 1:
+            covered_at = held.min(axis=2)
+        elif ell == 2 and held.shape[2] >= 2:  # the second smallest, without a partition
+            lowest = held.min(axis=2)
+            twice = np.count_nonzero(held == lowest[:, :, None], axis=2) > 1
+            above = np.where(held > lowest[:, :, None], held, INF).min(axis=2)
+            covered_at = np.where(twice, lowest, above)
+        elif ell <= held.shape[2]:
+            covered_at = np.partition(held, ell - 1, axis=2)[:, :, ell - 1]
+        else:
+            covered_at = np.full(held.shape[:2], INF)
+        root = covered_at.max(axis=1)  # the completion whose report makes min_i r_i >= ell
+        planned_at = root + d_control
+        if self.deadline is None:
+            exact = decoded = np.isfinite(root)
+            plan_time = planned_at
+        else:
+            exact = planned_at <= self.deadline
+            decoded = np.ones(n, dtype=bool)
+            plan_time = np.where(exact, planned_at, self.deadline)
+        # What the PS knows when it plans: the reports sent up to the root (exact plan), or
+        # those arrived by the deadline (inclusive).
+        sent_by = np.where(exact & decoded, root, -INF)[:, None, None]
+        known = held <= sent_by
+        known_pos = done <= sent_by
+        if self.deadline is not None:
+            arrived_by = np.where(exact, -INF, plan_time)[:, None, None]
+            known |= held + d_control <= arrived_by
+            known_pos |= done + d_control <= arrived_by
+        copies = known.sum(axis=2)  # r_i, (n, chunks)
+        per_worker = known_pos.sum(axis=2)  # chunks each worker is asked for
+        expected = per_worker > 0
+        net = self.network
+        down_at = plan_time[:, None] + (net.latency + (ell * per_worker) * net.time_per_float)
+        up_at = down_at + d_upload
+        last_upload = np.where(expected, up_at, -INF).max(axis=1)
+        stop = np.where(expected.any(axis=1), last_upload, plan_time)
+        stop = np.where(decoded, stop, INF)
+        rows = _Rows.empty(n)
+        rows.completion = stop
+        rows.decoded = decoded
+        rows.computed = self.count_until(done, stop)
+        rows.control = rows.computed  # every finished chunk is reported at once
+        used = copies.sum(axis=1).astype(np.int64)
+        rows.used = np.where(decoded, used, 0)
+        rows.download = np.where(decoded, ell * used, 0)
+        rows.messages = np.where(decoded, expected.sum(axis=1), 0).astype(np.int64)
+        rows.upload = rows.messages * self.size
+        short = np.maximum(0, ell - copies).sum(axis=1)
+        rows.residual = np.where(decoded, short.astype(float), np.nan)
+        rows.cond = np.where(decoded, self.conditioning(held, known, copies), np.nan)
+        # An exact plan is unambiguous when the root is the only completion at its instant;
+        # at the decode instant only the zero-delay cascade of the root may share the time
+        # (a deadline is inclusive: nothing at T is ambiguous).
+        ambiguous = exact & (self.at(done, np.where(exact, root, -INF)) > 1)
+        at_stop = self.at(done, stop)
+        if free:
+            ambiguous |= exact & (at_stop > 1)
+        else:
+            ambiguous |= (at_stop > 0) & (exact | (stop > plan_time))
+        rows.suspect = decoded & ambiguous
+        decoder = p.decoder
+
+        def estimate(t: int, grads: np.ndarray) -> np.ndarray:
+            known_t = self.known_lists(held[t], copies[t])
+            coefs, _ = coefficients(decoder, known_t)
+            by_worker: dict[int, tuple[list[int], list[np.ndarray]]] = {}
+            for chunk, workers in enumerate(known_t):
+                for position, worker in enumerate(workers):
+                    chunks, rows_of_a = by_worker.setdefault(worker, ([], []))
+                    chunks.append(chunk)
+                    rows_of_a.append(coefs[chunk][position])
+            blocks = split_blocks(grads, ell)
+            # Uploads reach the PS by arrival; ties in the order downloads were processed,
+            # which is by download arrival, then by worker (the order they were sent).
+            order = sorted(by_worker, key=lambda w: (up_at[t, w], down_at[t, w], w))
+            total = np.zeros((ell, blocks.shape[2]))
+            for worker in order:
+                chunks, rows_of_a = by_worker[worker]
+                vector = np.einsum("ck,ckb->b", np.array(rows_of_a), blocks[chunks])
+                total += np.outer(decoder[:, worker], vector)
+            return join_blocks(total, p.dim)
+
+        rows.estimate = estimate
+        return rows
+
+    def conditioning(self, held: np.ndarray, known: np.ndarray, copies: np.ndarray) -> np.ndarray:
+        """Worst condition number of the C[:, R_i] (at least 1), as ``coefficients`` computes
+        it: the SVD of the same matrices (columns in the order the PS learned of them).
+
+        ell = 1: a 1 x r matrix has one singular value, so every ratio is exactly 1. ell = 2:
+        a closed form (2 x 2 Gram matrix) ranks the chunks of each trial and only the top
+        ones, within its error bound, get the SVD; the maximum is then the SVD's number.
+        ell >= 3: the SVD of every chunk's matrix, batched over the block.
+        """
+        n = copies.shape[0]
+        worst = np.ones(n)
+        if self.ell == 1:
+            return worst
+        candidate = copies >= 1
+        if self.ell == 2:
+            uu, uv, vv = (np.einsum("tir,ir->ti", known, w, dtype=float) for w in self.gram)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                half = (uu + vv) / 2
+                big = half + np.sqrt(((uu - vv) / 2) ** 2 + uv**2)
+                approx = big / np.sqrt(uu * vv - uv**2)
+            approx = np.where(copies >= 2, approx, np.where(candidate, 1.0, -INF))
+            top = approx.max(axis=1)
+            # Relative error of the closed form: about eps * cond^2 (the Gram determinant).
+            slack = 1e-9 + 64 * np.finfo(float).eps * top**2
+            everything = ~np.isfinite(top) | (top > 1e6)
+            candidate &= (approx >= (top * (1 - slack))[:, None]) | everything[:, None]
+        trial, chunk = np.nonzero(candidate)
+        if trial.size == 0:
+            return worst
+        rank_order = np.argsort(held[trial, chunk], axis=1, kind="stable")
+        workers = np.take_along_axis(self.holder_worker[chunk], rank_order, axis=1)
+        sizes = copies[trial, chunk]
+        for size in np.unique(sizes):
+            pick = sizes == size
+            stack = np.moveaxis(self.p.decoder[:, workers[pick, :size]], 1, 0)
+            singular = np.linalg.svd(stack, compute_uv=False)
+            rank = min(self.ell, int(size))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = singular[:, 0] / singular[:, rank - 1]
+            # The event engine keeps max(worst, np.max(ratios of one size)): a NaN ratio
+            # makes np.max NaN, which max() then ignores.
+            group = np.full(n, -INF)
+            np.maximum.at(group, trial[pick], ratio)
+            worst = np.where(group > worst, group, worst)
+        return worst
+
+
+_EVALUATORS: dict[str, type[_Evaluator]] = {
+    "uncoded": _Split,
+    "fastest_k": _Split,
+    "frc": _FRC,
+    "multi_message": _MultiMessage,
+    "original_gc": _Original,
+    "partial_gc": _Partial,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+
+
+def run_trials_fast(
+    exp: cfg.Experiment,
+    first: int,
+    count: int,
+    progress: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
+    """Summary rows of trials ``first .. first+count-1``: the same rows, order, columns and
+    dtypes as ``runner.run_trials(exp, first, count)[0]``; ``progress(n)`` is told of finished
+    trials. Raises ``ConfigError`` with ``fast_problems`` when the fast engine would not be
+    exact."""
+    problems = fast_problems(exp)
+    if problems:
+        raise cfg.ConfigError(problems)
+    return _run(exp, first, count, progress)
+
+
+def _run(
+    exp: cfg.Experiment,
+    first: int,
+    count: int,
+    progress: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
+    from ..runner import SUMMARY_COLUMNS  # the runner imports this module: no cycle at load
+
+    protocols = build(exp)
+    cluster = Cluster(exp, steps=max(p.steps for p in protocols))
+    evaluators = [_EVALUATORS[p.name](p, exp) for p in protocols]
+    parts: list[dict[str, np.ndarray]] = []
+    start, stop = first, first + count
+    # Draws do not depend on how a range is cut, so trials are evaluated together in slices of
+    # about _SLICE_ELEMENTS numbers per array: several realization blocks at once for small
+    # clusters (NumPy's per-call overhead is paid once), part of one block for large ones.
+    per_slice = max(1, _SLICE_ELEMENTS // (cluster.workers * cluster.steps))
+    blocks = max(1, per_slice // TRIAL_BLOCK)
+    while start < stop:
+        end = min((start // TRIAL_BLOCK + blocks) * TRIAL_BLOCK, stop)
+        realization = cluster.draw(start, end - start)
+        for lo in range(0, end - start, per_slice):
+            part = _slice(realization, lo, min(end - start, lo + per_slice))
+            parts.append(_run_block(exp, protocols, evaluators, part))
+            if progress is not None:
+                progress(part.trials)
+        start = end
+    columns = list(SUMMARY_COLUMNS)
+    if parts:
+        data = {c: np.concatenate([part[c] for part in parts]) for c in columns}
+    else:
+        data = {c: [] for c in columns}
+    return pd.DataFrame(data, columns=columns).astype(SUMMARY_COLUMNS)
+
+
+def _slice(realization: Realization, lo: int, hi: int) -> Realization:
+    if lo == 0 and hi == realization.trials:
+        return realization
+    return Realization(
+        first=realization.first + lo,
+        step_times=realization.step_times[lo:hi],
+        down=realization.down[lo:hi],
+        crash_time=realization.crash_time[lo:hi],
+    )
+
+
+def _run_block(
+    exp: cfg.Experiment,
+    protocols: list[Protocol],
+    evaluators: list[_Evaluator],
+    realization: Realization,
+) -> dict[str, np.ndarray]:
+    block = _block(realization)
+    n, schemes = block.n, len(protocols)
+    results = [ev.evaluate(block) for ev in evaluators]
+    table = {
+        "completion_time": np.stack([r.completion for r in results], axis=1).astype(float),
+        "decoded": np.stack([r.decoded for r in results], axis=1),
+        "rel_error": np.full((n, schemes), np.nan),
+        "upload_floats": np.stack([r.upload for r in results], axis=1),
+        "download_floats": np.stack([r.download for r in results], axis=1),
+        "messages": np.stack([r.messages for r in results], axis=1),
+        "control_messages": np.stack([r.control for r in results], axis=1),
+        "chunks_computed": np.stack([r.computed for r in results], axis=1),
+        "chunks_used": np.stack([r.used for r in results], axis=1),
+        "decode_cond": np.stack([r.cond for r in results], axis=1).astype(float),
+        "residual": np.stack([r.residual for r in results], axis=1).astype(float),
+    }
+    replay = np.stack([r.suspect for r in results], axis=1) | block.stalled[:, None]
+    numerics = exp.data.gradients != "none"
+    for t in np.nonzero(replay.any(axis=1) | numerics)[0] if n else []:
+        trial = block.first + int(t)
+        grads = gradients(exp, trial)
+        truth = None if grads is None else grads.sum(axis=0)
+        draw = realization.trial(trial)
+        for s, (protocol, result) in enumerate(zip(protocols, results, strict=True)):
+            if replay[t, s]:
+                _replay(exp, protocol, draw, grads, truth, table, t, s)
+            elif truth is not None and result.decoded[t]:
+                table["rel_error"][t, s] = rel_error(result.estimate(int(t), grads), truth)
+    out = {column: values.reshape(-1) for column, values in table.items()}
+    out["scheme"] = np.tile(np.array([p.label for p in protocols], dtype=object), n)
+    out["protocol"] = np.tile(np.array([p.name for p in protocols], dtype=object), n)
+    out["trial"] = np.repeat(np.arange(block.first, block.first + n, dtype=np.int64), schemes)
+    return out
+
+
+def _replay(
+    exp: cfg.Experiment,
+    protocol: Protocol,
+    draw: TrialDraw,
+    grads: np.ndarray | None,
+    truth: np.ndarray | None,
+    table: dict[str, np.ndarray],
+    t: int,
+    s: int,
+) -> None:
+    """One (scheme, trial) by the event engine, as ``runner`` does it, into the table."""
+    outcome = simulate(
+        protocol.new_trial(draw.down, grads),
+        protocol.orders,
+        draw,
+        exp.cluster.network,
+        None,
+        exp.cluster.failures.detect_timeout,
+    )
+    error, used, condition, left = math.nan, 0, math.nan, math.nan
+    if outcome.result is not None:
+        used, condition = outcome.result.chunks_used, outcome.result.cond
+        left = outcome.result.residual
+        if truth is not None:
+            error = rel_error(outcome.result.estimate, truth)
+    values = {
+        "completion_time": outcome.completion_time,
+        "decoded": outcome.decoded,
+        "rel_error": error,
+        "upload_floats": outcome.upload_floats,
+        "download_floats": outcome.download_floats,
+        "messages": outcome.messages,
+        "control_messages": outcome.control_messages,
+        "chunks_computed": outcome.chunks_computed,
+        "chunks_used": used,
+        "decode_cond": condition,
+        "residual": left,
+    }
+    for column, value in values.items():
+        table[column][t, s] = value
