@@ -468,6 +468,57 @@ def reproduce_command(quick: bool, out: str | None, jobs: int | None) -> None:
     click.echo(f"report: {report} ({claims['seconds']:.0f} s)")
 
 
+@cli.command("bench")
+@click.option("--quick", is_flag=True, help="Fewer trials (under a minute).")
+@click.option(
+    "--sizes",
+    default="20:4,200:10,1000:10",
+    show_default=True,
+    metavar="M:LOAD,...",
+    help="Cluster sizes to measure.",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Best of this many timings.",
+)
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Where to write the JSON (default results/bench/<mode>.json).",
+)
+def bench_command(quick: bool, sizes: str, repeats: int, json_path: str | None) -> None:
+    """Trials/s of the event and fast engines, against bare SimPy and bare NumPy baselines."""
+    import os
+
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from .bench import format_table, run_benchmark, write_json
+
+    try:
+        parsed = tuple(
+            (int(m), int(load)) for m, _, load in (item.partition(":") for item in sizes.split(","))
+        )
+    except ValueError:
+        _fail([f"--sizes: expected M:LOAD pairs like 20:4,200:10, got {sizes!r}"])
+    if any(load < 1 or load > m for m, load in parsed):
+        _fail([f"--sizes: every LOAD must be between 1 and its M, got {sizes!r}"])
+    err = Console(stderr=True)
+    result = run_benchmark(
+        parsed,
+        repeats=repeats,
+        quick=quick,
+        progress=lambda message: err.print(f"  {message}", highlight=False),
+    )
+    path = Path(json_path) if json_path else Path("results") / "bench" / f"{result['mode']}.json"
+    write_json(result, path)
+    Console(width=200).print(format_table(result))
+    click.echo(f"json: {path}")
+
+
 @cli.command("validate")
 @click.argument("config", type=click.Path(dir_okay=False))
 @OVERRIDE

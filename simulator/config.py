@@ -302,7 +302,9 @@ class Experiment(Strict):
     name: str | None = None
     seed: Annotated[int, Field(ge=0)] = 0
     trials: Annotated[int, Field(ge=1)]
-    engine: Literal["des", "auto"] = "auto"
+    engine: Literal["des", "fast", "auto"] = "auto"
+    """des: the SimPy event engine; fast: the vectorised engine (same results, only where it is
+    exact: no crashes, no shared ingress, continuous compute times); auto: fast where exact."""
     cluster: Cluster
     data: Data = Data()
     output: Output = Output()
@@ -735,6 +737,13 @@ def from_dict(
     exp._source_dir = Path(source_dir)
     problems = _semantic_problems(exp)
     problems += _empirical_problems(exp.cluster.compute, "cluster.compute", Path(source_dir))
+    if exp.engine == "fast" and not problems:
+        from .engine.fast import fast_problems  # the fast engine knows what it cannot do
+
+        problems += [
+            (key, f"{message} (engine: fast is not exact here; use engine: auto or des)")
+            for key, message in fast_problems(exp)
+        ]
     if problems:
         raise ConfigError(problems)
     return exp

@@ -110,7 +110,7 @@ def run(
     """
     started = time.perf_counter()
     if jobs == 1 and dask is None:
-        summary, events = run_trials(exp, 0, exp.trials, progress)
+        summary, events = run_range(exp, 0, exp.trials, progress)
         executor = "in process"
     else:
         summary, events, executor = _run_split(exp, jobs, dask, progress)
@@ -118,7 +118,45 @@ def run(
     timings = {"simulate_seconds": elapsed, "trials_per_second": exp.trials / elapsed}
     result = RunResult(exp, summary, events, timings)
     result.executor = executor
+    result.engine = engine_description(exp)
     return result
+
+
+def chosen_engine(exp: cfg.Experiment) -> str:
+    """'fast' or 'des': ``auto`` takes the fast engine wherever it gives the event engine's
+    results exactly (``engine.fast.fast_problems`` is empty)."""
+    if exp.engine != "auto":
+        return exp.engine
+    from .engine.fast import fast_problems
+
+    return "des" if fast_problems(exp) else "fast"
+
+
+def engine_description(exp: cfg.Experiment) -> str:
+    engine = chosen_engine(exp)
+    if engine == "fast" and exp.output.events_trials:
+        traced = min(exp.output.events_trials, exp.trials)
+        return f"fast (event engine for the {traced} traced trials)"
+    return engine
+
+
+def run_range(
+    exp: cfg.Experiment,
+    first: int,
+    count: int,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Trials ``first .. first+count-1`` on the chosen engine. The fast engine keeps no event
+    traces, so the traced trials (the first ``output.events_trials``) always run on the event
+    engine; the two engines give the same rows, so the split never shows in the results."""
+    if chosen_engine(exp) == "des":
+        return run_trials(exp, first, count, progress)
+    from .engine.fast import run_trials_fast
+
+    traced_end = min(first + count, max(first, exp.output.events_trials))
+    summary, events = run_trials(exp, first, traced_end - first, progress)
+    rest = run_trials_fast(exp, traced_end, first + count - traced_end, progress)
+    return pd.concat([summary, rest], ignore_index=True), events
 
 
 def trial_ranges(trials: int, parts: int) -> list[tuple[int, int]]:
@@ -137,7 +175,7 @@ def _run_split(exp, jobs, dask, progress):
 
     ranges = trial_ranges(exp.trials, 4 * jobs)  # several ranges per worker: balance, progress
     with open_executor(jobs, dask) as (executor, description):
-        futures = [executor.submit(run_trials, exp, first, count) for first, count in ranges]
+        futures = [executor.submit(run_range, exp, first, count) for first, count in ranges]
         parts = []
         for (_, count), future in zip(ranges, futures, strict=True):
             parts.append(future.result())
