@@ -89,11 +89,11 @@ def validate(assignment: Assignment, chunks: int) -> None:
 def frc(workers: int, load: int, chunks: int | None = None) -> Assignment:
     """Fractional repetition (Tandon et al. 2017): identical workers within disjoint groups.
 
-    Parameters: ``workers`` m, ``load`` chunks per worker, ``chunks`` N (default N = m). The N chunks
-    are cut into N / load blocks of ``load`` consecutive ids; the m workers into as many groups of
-    g = m * load / N consecutive workers; group k holds block k, every worker the same chunks in
-    ascending order. The scheme tolerates s = g - 1 stragglers; with N = m the group size is
-    ``load`` (s + 1 = load). Needs load | N and (N / load) | m.
+    Parameters: ``workers`` m, ``load`` chunks per worker, ``chunks`` N (default N = m). The N
+    chunks are cut into N / load blocks of ``load`` consecutive ids, the m workers into as many
+    groups of g = m * load / N consecutive workers; group k holds block k, every worker the same
+    chunks in ascending order. The scheme tolerates s = g - 1 stragglers; with N = m the group
+    size is ``load`` (s + 1 = load). Needs load | N and (N / load) | m.
     """
     n_chunks = workers if chunks is None else chunks
     if workers < 1 or n_chunks < 1:
@@ -218,9 +218,7 @@ def random_regular_graph(vertices: int, degree: int, seed: int) -> list[set[int]
     if vertices < 1:
         raise ValueError(f"need at least one vertex, got {vertices}")
     if not 0 <= degree < vertices:
-        raise ValueError(
-            f"a simple {degree}-regular graph needs 0 <= degree < vertices={vertices}"
-        )
+        raise ValueError(f"a simple {degree}-regular graph needs 0 <= degree < vertices={vertices}")
     if (vertices * degree) % 2:
         raise ValueError(
             f"no {degree}-regular graph on {vertices} vertices: vertices * degree must be even"
@@ -240,9 +238,7 @@ def random_regular_graph(vertices: int, degree: int, seed: int) -> list[set[int]
     return adjacency
 
 
-def _pairing_attempt(
-    vertices: int, degree: int, rng: np.random.Generator
-) -> list[set[int]] | None:
+def _pairing_attempt(vertices: int, degree: int, rng: np.random.Generator) -> list[set[int]] | None:
     """One Steger-Wormald run: pair random points while the pair is simple; None if stuck."""
     points = np.repeat(np.arange(vertices), degree).tolist()
     adjacency: list[set[int]] = [set() for _ in range(vertices)]
@@ -270,9 +266,7 @@ def _pairing_attempt(
 def _has_simple_pair(points: list[int], adjacency: list[set[int]]) -> bool:
     """Whether some pair of remaining points can still be joined without a loop or multi-edge."""
     distinct = sorted(set(points))
-    return any(
-        v not in adjacency[u] for i, u in enumerate(distinct) for v in distinct[i + 1:]
-    )
+    return any(v not in adjacency[u] for i, u in enumerate(distinct) for v in distinct[i + 1 :])
 
 
 def _adjacency_from_edges(vertices: int, edges: Iterable[Sequence[int]]) -> list[set[int]]:
@@ -342,11 +336,11 @@ def explicit_from_file(path: str | Path, layout: str = "auto") -> Assignment:
     ``"auto"`` picks the one that parses; if both do (e.g. rows like ``0 1``) it raises and asks.
     Blank lines and '#' comments are skipped, so a worker with no chunks cannot be written.
     """
+    if layout not in ("auto", "matrix", "lists"):
+        raise ValueError(f"layout must be 'auto', 'matrix' or 'lists', got {layout!r}")
     lines = _data_lines(path)
     if not lines:
         raise ValueError(f"{path}: empty assignment file")
-    if layout not in ("auto", "matrix", "lists"):
-        raise ValueError(f"layout must be 'auto', 'matrix' or 'lists', got {layout!r}")
     as_matrix = _parse_matrix(lines, path) if layout in ("auto", "matrix") else None
     as_lists = _parse_lists(lines, path) if layout in ("auto", "lists") else None
     if layout == "auto":

@@ -60,8 +60,14 @@ def build_order(spec, held: list[list[int]], chunks: int, seed: int, label: str)
     if ordering == "random":
         return ordr.random_order(held, layout_seed(seed, label, "ordering"))
     if ordering == "optimal":
+        # Never the time-limited integer program here: its answer could depend on the machine's
+        # speed, and a run must give the same bytes anywhere. The regular class gets the
+        # balanced order; anything else the seeded, iteration-bounded heuristic.
         ell = getattr(spec, "ell", 1)
-        return ordr.optimal(held, chunks, ell=ell, seed=layout_seed(seed, label, "optimal"))
+        method = "regular" if ordr.is_regular(held, chunks) else "heuristic"
+        return ordr.optimal(
+            held, chunks, ell=ell, method=method, seed=layout_seed(seed, label, "optimal")
+        )
     raise ValueError(f"unknown ordering {ordering!r}")
 
 

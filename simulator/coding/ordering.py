@@ -41,7 +41,10 @@ AUTO_MILP_BINARIES = 300
 #: Time limit (seconds) of the integer program inside ``optimal(method="auto")``.
 AUTO_MILP_SECONDS = 20.0
 #: The counting-LP bound is skipped (simpler bounds only) above this many network nodes.
-COUNTING_LP_MAX_NODES = 150_000
+COUNTING_LP_MAX_NODES = 40_000
+#: Solver and per-solve time limit of the counting LP (an undecided solve weakens the bound only).
+_LP_METHOD = "highs-ipm"
+_LP_SECONDS = 10.0
 #: Progress vectors beyond which ``q_max_brute_force`` refuses to run.
 BRUTE_FORCE_LIMIT = 2_000_000
 
@@ -161,16 +164,14 @@ def _shape(assignment: Sequence[Sequence[int]], chunks: int) -> _Shape:
 
 
 def _simple_bound(shape: _Shape, ell: int) -> int:
-    """max of three proven bounds (docs/ordering.md, section 3): averaging of the k smallest,
+    """max of three proven bounds (docs/ordering.md, section 2): averaging of the k smallest,
     one chunk placed first everywhere, and Q(ell) >= Q(ell - 1) + 1 chained from ell = 1."""
     total = shape.total
     work = sum(load * (load + 1) // 2 for load in shape.loads)  # sum over all (i, j) of r_j(i)
 
     def averaging(e: int) -> int:
         # min_i B_i <= min_i (k_i / h_i) R_i <= sum_i R_i / sum_i (h_i / k_i)
-        weight = sum(
-            len(h) / (len(h) - e + 1) for h in shape.holder_loads
-        )
+        weight = sum(len(h) / (len(h) - e + 1) for h in shape.holder_loads)
         if e == 1:
             return 1 + total - work // len(shape.holder_loads)
         return 1 + total - math.floor(work / weight + 1e-9)
@@ -206,9 +207,7 @@ def _counting_feasible(shape: _Shape, ell: int, w: int) -> bool | None:
     n_row = 0
     for h, count in sorted(classes.items()):
         t = h - ell + 1
-        v, b, a = np.meshgrid(
-            np.arange(top + 1), np.arange(h + 1), np.arange(w + 1), indexing="ij"
-        )
+        v, b, a = np.meshgrid(np.arange(top + 1), np.arange(h + 1), np.arange(w + 1), indexing="ij")
         # keep only nodes on some source-sink path: B so far lies between its least and most
         # possible values (b_0 = 0 forces t at value 0) and can still reach w
         short = np.maximum(0, t - b)
@@ -245,7 +244,7 @@ def _counting_feasible(shape: _Shape, ell: int, w: int) -> bool | None:
         layer = v[adv]
         inner = layer >= 1
         marg_rows.append(layer[inner] - 1)
-        marg_cols.append(edge_ids[len(src_add):][inner])
+        marg_cols.append(edge_ids[len(src_add) :][inner])
         marg_vals.append(b[adv][inner].astype(float))
         n_var += len(src)
         n_row += len(rhs)
@@ -261,14 +260,44 @@ def _counting_feasible(shape: _Shape, ell: int, w: int) -> bool | None:
     matrix = coo_array(
         (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_row, n_var)
     ).tocsr()
-    result = linprog(
+    # a path has at most top + h + 1 edges: a bound on the total flow for the certificate check
+    flow_cap = sum(count * (top + h + 1) for h, count in classes.items())
+    return not _proved_infeasible(matrix, np.concatenate(rhs_parts), flow_cap)
+
+
+def _proved_infeasible(matrix: csr_array, rhs: np.ndarray, flow_cap: float) -> bool:
+    """True only if {matrix x = rhs, x >= 0} is infeasible *and* a Farkas certificate checks out.
+
+    The solver's verdict is not trusted alone: we solve max rhs.y s.t. matrix^T y <= 0, |y| <= 1,
+    and accept y if rhs.y exceeds what any x >= 0 with sum(x) <= flow_cap could produce through
+    the (floating-point) violations of matrix^T y <= 0. Undecided or unverified means "maybe
+    feasible", which only weakens the bound.
+    """
+    n_row, n_var = matrix.shape
+    options = {"time_limit": _LP_SECONDS}
+    primal = linprog(
         np.zeros(n_var),
         A_eq=matrix,
-        b_eq=np.concatenate(rhs_parts),
+        b_eq=rhs,
         bounds=(0, None),
-        method="highs",
+        method=_LP_METHOD,
+        options=options,
     )
-    return bool(result.status == 0)
+    if primal.status != 2:
+        return False
+    farkas = linprog(
+        -rhs,
+        A_ub=matrix.T.tocsr(),
+        b_ub=np.zeros(n_var),
+        bounds=(-1, 1),
+        method=_LP_METHOD,
+        options=options,
+    )
+    if farkas.status != 0 or farkas.x is None:
+        return False
+    y = farkas.x
+    violation = max(0.0, float(np.max(matrix.T @ y, initial=0.0)))
+    return float(rhs @ y) - violation * flow_cap > 1e-7 * (1.0 + float(np.abs(rhs).sum()))
 
 
 def _search_w(shape: _Shape, ell: int, known_w: int) -> int | None:
@@ -316,10 +345,12 @@ def lower_bound(
     depend on the order); on the regular class 1 + m*load - load(load+1)/2, met by ``balanced``.
     ell > 1: the best of simple averaging/chaining bounds and the counting relaxation (an LP on
     the global count of each r value; see ``_counting_feasible`` and docs/ordering.md). On the
-    regular class this equals PROTOCOLS.md's Q*(ell) for load <= 4 and for ell in {1, load-1,
-    load}; elsewhere it is lower, and orderings below Q*(ell) do exist (cyclic m=6, load=5,
-    ell=3: 24 < 25), so Q*(ell) is not a lower bound in general. math.inf if a chunk has fewer
-    than ``ell`` holders (no ordering can decode). The LP is solved in floating point (HiGHS).
+    regular class this equals PROTOCOLS.md's Q*(ell) when load <= 4, ell in {1, load-1, load} or
+    (load, ell) = (5, 2), so Q* is optimal there; for every other (load, ell) with load <= 16 it
+    is lower, and orders below Q*(ell) do exist (cyclic m=6, load=5, ell=3: 24 < 25): Q*(ell) is
+    not a lower bound in general. math.inf if a chunk has fewer than ``ell`` holders (no ordering
+    can decode). The LP runs in floating point (HiGHS); infeasibility is only used after its
+    Farkas certificate checks out, so numerical trouble can weaken the bound but not break it.
     """
     _check_order(order_or_assignment, chunks)
     _check_ell(ell)
@@ -351,9 +382,7 @@ def is_balanced(order: Sequence[Sequence[int]], chunks: int) -> bool:
     if not is_regular(order, chunks):
         return False
     load = len(order[0])
-    return all(
-        sorted(w[k] for w in order) == list(range(chunks)) for k in range(load)
-    )
+    return all(sorted(w[k] for w in order) == list(range(chunks)) for k in range(load))
 
 
 def balanced(assignment: asg.Assignment, chunks: int) -> Order:
@@ -398,7 +427,7 @@ class IntegerProgramResult:
     order: Order
     q_max: int | float
     optimal: bool  # HiGHS proved optimality (else the time limit stopped it)
-    bound: int  # best proven lower bound on Q_max(ell) (max of the LP's and ``lower_bound``)
+    bound: int | float  # best proven lower bound on Q_max(ell) (HiGHS's or ``lower_bound``)
 
 
 def milp_size(assignment: Sequence[Sequence[int]]) -> int:
@@ -421,7 +450,7 @@ def integer_program(
     bound = lower_bound(assignment, chunks, ell)
     if math.isinf(bound):
         order = natural(assignment)
-        return IntegerProgramResult(order, math.inf, True, bound)  # type: ignore[arg-type]
+        return IntegerProgramResult(order, math.inf, True, bound)
     loads = [len(w) for w in assignment]
     total = sum(loads)
     owners = asg.holders(assignment, chunks)
@@ -505,6 +534,8 @@ def integer_program(
         for i in held:
             p = max(range(loads[j]), key=lambda q, i=i, j=j: result.x[x_index[(j, i, q)]])
             slots[p] = int(i)
+        if sorted(slots) != sorted(held):  # pragma: no cover - HiGHS returned a non-integral x
+            raise RuntimeError(f"integer program returned no permutation for worker {j}")
         order.append(slots)
     value = q_max(order, chunks, ell)
     proven = result.status == 0
@@ -629,11 +660,13 @@ def heuristic(
     ell: int = 1,
     seed: int = 0,
     iterations: int = 2000,
+    start: Order | None = None,
 ) -> Order:
     """Greedy start + local search on single-worker swaps, minimizing Q_max(ell).
 
-    Starts from the greedy order, the natural order and (regular class) the balanced order; each
-    runs ``iterations`` steps that move a chunk at the maximum f_i earlier at one holder while the
+    Starts from the balanced order (regular class), the greedy order and the natural order, or
+    only from ``start`` when given (to improve an existing order). Each run takes up to
+    ``iterations`` steps that move a chunk at the maximum f_i earlier at one holder while the
     chunk it swaps with stays below the maximum, with random sideways moves on plateaus. Stops
     early at ``lower_bound``. Deterministic for a given seed (no wall-clock limits).
     """
@@ -643,9 +676,14 @@ def heuristic(
     if math.isinf(bound):
         return natural(assignment)
     rng = random.Random(int(generator(seed, "ordering.heuristic").integers(2**63)))
-    starts = [_greedy(assignment, chunks, rng), natural(assignment)]
-    if is_regular(assignment, chunks):
-        starts.insert(0, balanced(assignment, chunks))
+    if start is not None:
+        if [sorted(w) for w in start] != [sorted(w) for w in assignment]:
+            raise ValueError("start must be an ordering of the assignment (same sets per worker)")
+        starts = [natural(start)]
+    else:
+        starts = [_greedy(assignment, chunks, rng), natural(assignment)]
+        if is_regular(assignment, chunks):
+            starts.insert(0, balanced(assignment, chunks))
     best: tuple[int, Order] | None = None
     for start in starts:
         found = _local_search(_Search(start, chunks, ell), rng, iterations, bound)
@@ -769,7 +807,5 @@ def ordering_report(
         "assignment": natural(held),
         "order": natural(order),
         "q_max": [_json_number(q) for q in q_max_all(order, chunks)[:load]],
-        "lower_bound": [
-            _json_number(lower_bound(held, chunks, ell)) for ell in range(1, load + 1)
-        ],
+        "lower_bound": [_json_number(lower_bound(held, chunks, ell)) for ell in range(1, load + 1)],
     }
