@@ -158,14 +158,3 @@ def _versions() -> dict[str, str]:
         "simpy": simpy.__version__,
         "pydantic": pydantic.__version__,
     }
-
-
-def load_run(path: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
-    """(summary, events, manifest) of a run directory."""
-    path = Path(path)
-    manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
-    return (
-        pd.read_parquet(path / "summary.parquet"),
-        pd.read_parquet(path / "events.parquet"),
-        manifest,
-    )
