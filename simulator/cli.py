@@ -98,7 +98,7 @@ def run_command(
     if not quiet:
         console = Console()
         if not console.is_terminal:
-            console = Console(width=120)
+            console = Console(width=150)
         console.print(scheme_table(result))
         rate = result.timings["trials_per_second"]
         console.print(
@@ -144,6 +144,7 @@ def scheme_table(result: RunResult) -> Table:
     )
     table.caption = (
         "T: completion time (inf: never decoded); mean T over decoded trials; "
+        "up/down floats and msgs (uploads) + ctrl (control messages): means per trial; "
         "rel_error = ||g_hat - g||^2 / ||g||^2, mean over decoded trials"
     )
     table.caption_justify = "left"
@@ -154,7 +155,9 @@ def scheme_table(result: RunResult) -> Table:
         "median T",
         "p95 T",
         "decoded",
-        "upload floats",
+        "up floats",
+        "down floats",
+        "msgs + ctrl",
         "rel_error",
     ):
         table.add_column(
@@ -169,6 +172,8 @@ def scheme_table(result: RunResult) -> Table:
             _fmt(row.p95_time),
             f"{row.decode_rate:.1%}",
             _fmt(row.mean_upload_floats, 0),
+            _fmt(row.mean_download_floats, 0),
+            f"{row.mean_messages:.1f} + {row.mean_control_messages:.0f}",
             _fmt(row.mean_rel_error),
         )
     return table
