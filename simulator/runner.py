@@ -221,41 +221,44 @@ def _run_one(exp, protocols: list[Protocol], draw, rows: list, traces: list) -> 
     keep_events = draw.trial < exp.output.events_trials
     for protocol in protocols:
         recorder = EventRecorder() if keep_events else None
-        trial = protocol.new_trial(draw.down, grads)
-        outcome = simulate(
-            trial,
-            protocol.orders,
-            draw,
-            exp.cluster.network,
-            recorder,
-            exp.cluster.failures.detect_timeout,
-        )
-        error, used, condition, left = float("nan"), 0, float("nan"), float("nan")
-        if outcome.result is not None:
-            used, condition = outcome.result.chunks_used, outcome.result.cond
-            left = outcome.result.residual
-            if truth is not None:
-                error = rel_error(outcome.result.estimate, truth)
-        rows.append(
-            (
-                protocol.label,
-                protocol.name,
-                draw.trial,
-                outcome.completion_time,
-                outcome.decoded,
-                error,
-                outcome.upload_floats,
-                outcome.download_floats,
-                outcome.messages,
-                outcome.control_messages,
-                outcome.chunks_computed,
-                used,
-                condition,
-                left,
-            )
-        )
+        rows.append(simulate_row(exp, protocol, draw, grads, truth, recorder))
         if recorder is not None:
             traces.extend((protocol.label, draw.trial, *row) for row in recorder.rows)
+
+
+def simulate_row(exp, protocol: Protocol, draw, grads, truth, recorder=None) -> tuple:
+    """One (scheme, trial) on the event engine, as a summary row (SUMMARY_COLUMNS order).
+    The fast engine replays tied trials through this too."""
+    outcome = simulate(
+        protocol.new_trial(draw.down, grads),
+        protocol.orders,
+        draw,
+        exp.cluster.network,
+        recorder,
+        exp.cluster.failures.detect_timeout,
+    )
+    error, used, condition, left = float("nan"), 0, float("nan"), float("nan")
+    if outcome.result is not None:
+        used, condition = outcome.result.chunks_used, outcome.result.cond
+        left = outcome.result.residual
+        if truth is not None:
+            error = rel_error(outcome.result.estimate, truth)
+    return (
+        protocol.label,
+        protocol.name,
+        draw.trial,
+        outcome.completion_time,
+        outcome.decoded,
+        error,
+        outcome.upload_floats,
+        outcome.download_floats,
+        outcome.messages,
+        outcome.control_messages,
+        outcome.chunks_computed,
+        used,
+        condition,
+        left,
+    )
 
 
 def _frame(rows: list[tuple], columns: dict[str, str]) -> pd.DataFrame:

@@ -49,7 +49,6 @@ from ..coding.numerics import block_length, join_blocks, rel_error, split_blocks
 from ..coding.partial_gc import coefficients
 from ..coding.registry import build
 from ..streams import TRIAL_BLOCK
-from .des import simulate
 
 #: Protocols this engine evaluates (by config name).
 SUPPORTED = ("uncoded", "fastest_k", "frc", "multi_message", "original_gc", "partial_gc")
@@ -895,33 +894,12 @@ def _replay(
     t: int,
     s: int,
 ) -> None:
-    """One (scheme, trial) by the event engine, as ``runner`` does it, into the table."""
-    outcome = simulate(
-        protocol.new_trial(draw.down, grads),
-        protocol.orders,
-        draw,
-        exp.cluster.network,
-        None,
-        exp.cluster.failures.detect_timeout,
-    )
-    error, used, condition, left = math.nan, 0, math.nan, math.nan
-    if outcome.result is not None:
-        used, condition = outcome.result.chunks_used, outcome.result.cond
-        left = outcome.result.residual
-        if truth is not None:
-            error = rel_error(outcome.result.estimate, truth)
-    values = {
-        "completion_time": outcome.completion_time,
-        "decoded": outcome.decoded,
-        "rel_error": error,
-        "upload_floats": outcome.upload_floats,
-        "download_floats": outcome.download_floats,
-        "messages": outcome.messages,
-        "control_messages": outcome.control_messages,
-        "chunks_computed": outcome.chunks_computed,
-        "chunks_used": used,
-        "decode_cond": condition,
-        "residual": left,
-    }
+    """One (scheme, trial) by the event engine, exactly as ``runner`` does it, into the table."""
+    from ..runner import SUMMARY_COLUMNS, simulate_row
+
+    row = simulate_row(exp, protocol, draw, grads, truth)
+    values = dict(zip(SUMMARY_COLUMNS, row, strict=True))
+    for key in ("scheme", "protocol", "trial"):
+        del values[key]
     for column, value in values.items():
         table[column][t, s] = value
