@@ -35,7 +35,7 @@ class Message:
 @dataclass(slots=True)
 class Reaction:
     send: list[Message] = field(default_factory=list)
-    stop: list[int] = field(default_factory=list)  # workers that stop computing now
+    stop: tuple[int, ...] | list[int] = ()  # workers that stop computing now
     decoded: bool = False  # the PS has its estimate: the trial ends now
 
 

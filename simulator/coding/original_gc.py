@@ -26,6 +26,7 @@ from .layout import scheme_orders
 from .numerics import (
     best_tandon_code,
     block_length,
+    cond,
     join_blocks,
     least_squares_combination,
     null_space_code,
@@ -64,7 +65,7 @@ class OriginalTrial(Trial):
     def result(self) -> Decoded:
         p = self.protocol
         workers = [msg.worker for msg in self.received]
-        combination, condition, left = p.decoder(workers)
+        combination, condition, left = p.decoder(workers, weights=self.blocks is not None)
         estimate = None
         if self.blocks is not None:
             b = self.blocks.shape[2]
@@ -121,8 +122,13 @@ class OriginalGC(Protocol):
         _, left = least_squares_combination(self.encoder[workers])
         return left < 1e-18 * self.chunks
 
-    def decoder(self, workers: list[int]) -> tuple[np.ndarray, float, float]:
-        """(combination D, condition number, coefficient residual) for these uploads."""
+    def decoder(
+        self, workers: list[int], weights: bool = True
+    ) -> tuple[np.ndarray | None, float, float]:
+        """(combination D, condition number, coefficient residual) for these uploads.
+
+        ``weights=False`` skips D where it is a separate solve (no gradients: only the condition
+        number reaches the summary; the least-squares branch needs D for its residual)."""
         if len(workers) < self.needed or self.spec.construction == "generic":
             combination, left = least_squares_combination(self.encoder[workers])
             condition = float("nan")
@@ -132,9 +138,12 @@ class OriginalGC(Protocol):
                 condition = float(singular[0] / singular[-1]) if singular[-1] > 0 else np.inf
             return combination, condition, left
         if self.polynomial is not None:
-            return self.polynomial.decoder(workers), self.polynomial.decode_cond(workers), 0.0
-        weights, condition = sum_weights(self.code[workers])
-        return weights[None, :], condition, 0.0
+            combination = self.polynomial.decoder(workers) if weights else None
+            return combination, self.polynomial.decode_cond(workers), 0.0
+        if not weights:
+            return None, cond(self.code[workers]), 0.0
+        combination, condition = sum_weights(self.code[workers])
+        return combination[None, :], condition, 0.0
 
     def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:
         return OriginalTrial(self, grads)

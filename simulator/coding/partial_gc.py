@@ -24,11 +24,14 @@ from .layout import scheme_orders
 from .numerics import block_length, join_blocks, split_blocks
 
 
-def coefficients(decoder: np.ndarray, holders: list[list[int]]) -> tuple[list[np.ndarray], float]:
+def coefficients(
+    decoder: np.ndarray, holders: list[list[int]], inverses: bool = True
+) -> tuple[list[np.ndarray] | None, float]:
     """A_i = pinv(C[:, R_i]) for every chunk, and the worst condition number of the C[:, R_i].
 
     Chunks with no holder get an empty (0 x ell) block. Chunks are batched by |R_i| so the
-    pseudo-inverses are computed as stacks.
+    pseudo-inverses are computed as stacks. ``inverses=False`` returns None for the A_i: without
+    gradients only the condition number is reported, and the pseudo-inverses cost as much again.
     """
     ell = decoder.shape[0]
     out: list[np.ndarray] = [np.zeros((0, ell))] * len(holders)
@@ -43,15 +46,15 @@ def coefficients(decoder: np.ndarray, holders: list[list[int]]) -> tuple[list[np
         singular = np.linalg.svd(stack, compute_uv=False)
         rank = min(ell, size)
         worst = max(worst, float(np.max(singular[:, 0] / singular[:, rank - 1])))
-        inverses = np.linalg.pinv(stack)  # (n, size, ell)
-        for chunk, inverse in zip(chunks, inverses, strict=True):
-            out[chunk] = inverse
-    return out, worst
+        if inverses:
+            for chunk, inverse in zip(chunks, np.linalg.pinv(stack), strict=True):
+                out[chunk] = inverse  # (size, ell)
+    return (out if inverses else None), worst
 
 
-def residual(counts: np.ndarray, ell: int) -> int:
+def residual(counts: list[int], ell: int) -> int:
     """sum_i max(0, ell - r_i): the rank the coefficients miss; zero exactly when decodable."""
-    return int(np.maximum(0, ell - counts).sum())
+    return sum(max(0, ell - count) for count in counts)
 
 
 class PartialTrial(Trial):
@@ -65,7 +68,7 @@ class PartialTrial(Trial):
         self.deadline = spec.deadline if spec.mode == "approximate" else None
         self.past_deadline = False
         self.blocks = None if grads is None else split_blocks(grads, self.ell)
-        self.counts = np.zeros(protocol.chunks, dtype=np.int64)  # r_i as the PS knows it
+        self.counts = [0] * protocol.chunks  # r_i as the PS knows it (a list: scalar updates)
         self.known: list[list[int]] = [[] for _ in range(protocol.chunks)]
         self.short = protocol.chunks  # chunks with r_i < ell
         self.failed: set[int] = set()  # crashes the PS has noticed
@@ -134,21 +137,22 @@ class PartialTrial(Trial):
         self.round += 1
         self.uploads = {}
         p = self.protocol
-        coefs, self.cond = coefficients(p.decoder, self.known)
-        per_worker: dict[int, tuple[list[int], list[np.ndarray]]] = {}
+        coefs, self.cond = coefficients(p.decoder, self.known, self.blocks is not None)
+        per_worker: dict[int, list[tuple[int, int]]] = {}  # worker -> (chunk, row of A_chunk)
         for chunk, rows in enumerate(self.known):
             for position, worker in enumerate(rows):
-                chunks, rows_of_a = per_worker.setdefault(worker, ([], []))
-                chunks.append(chunk)
-                rows_of_a.append(coefs[chunk][position])
-        self.used = int(self.counts.sum())
+                per_worker.setdefault(worker, []).append((chunk, position))
+        self.used = sum(self.counts)
         self.plan_residual = residual(self.counts, self.ell)
         send = []
         for worker in sorted(per_worker):
-            chunks, rows_of_a = per_worker[worker]
-            matrix = np.array(rows_of_a)
+            pairs = per_worker[worker]
+            chunks = [chunk for chunk, _ in pairs]
+            matrix = None  # the worker's coefficients, one row of ell per chunk
+            if coefs is not None:
+                matrix = np.array([coefs[chunk][position] for chunk, position in pairs])
             payload = (self.round, chunks, matrix)
-            send.append(Message(DOWNLOAD, worker, matrix.size, payload=payload))
+            send.append(Message(DOWNLOAD, worker, len(pairs) * self.ell, payload=payload))
         self.expected = set(per_worker)
         # Nothing processed at all (approximate mode, early deadline): the estimate is zero.
         return Reaction(send=send, decoded=not self.expected)

@@ -1,6 +1,7 @@
 """The discrete-event engine (SimPy): the reference model of one trial of one protocol.
 
-One process per live worker walks its ordered chunk list. A message of ``size`` floats arrives
+Each live worker walks its ordered chunk list, one timeout per chunk. A message of ``size`` floats
+arrives
 ``latency + size * time_per_float`` after it is sent, and the PS handles it at that instant
 (messages arriving together in the order they were sent: SimPy's order of equal-time events).
 After every arrival the protocol says what happens next; when the PS has decoded, remaining work is
@@ -15,10 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import simpy
+from simpy.events import Timeout
 
 from .. import config as cfg
 from ..cluster import TrialDraw
-from ..coding.base import CONTROL, PS, UPLOAD, Decoded, Message, Reaction, Trial
+from ..coding.base import CONTROL, NOTHING, PS, UPLOAD, Decoded, Message, Reaction, Trial
 
 #: A trace sink: (time, kind, worker, chunk, size). Worker -1 is the PS, chunk -1 is none.
 Tracer = Callable[[float, str, int, int, int], None]
@@ -56,153 +58,222 @@ def simulate(
 ) -> Outcome:
     """Play one trial of one protocol on one realization. A worker that crashes is noticed by
     the PS ``detect_timeout`` later (the protocol may then re-plan)."""
-    env = simpy.Environment()
-    finished = env.event()
-    workers = len(orders)
-    processes: dict[int, simpy.Process] = {}
-    current = [-1] * workers  # the chunk each worker is computing
-    crashed = [False] * workers
-    counts = {"upload": 0, "download": 0, "messages": 0, "control": 0, "computed": 0}
-    ingress = simpy.Resource(env, capacity=1) if network.ps_ingress == "shared" else None
+    return TrialRun(trial, orders, draw, network, trace, detect_timeout).play()
 
-    def send(msg: Message, from_ps: bool) -> None:
-        if msg.kind == CONTROL:
-            counts["control"] += 1
-        elif msg.kind == UPLOAD:
-            counts["messages"] += 1
-            counts["upload"] += msg.size
-        if from_ps:
-            counts["download"] += msg.size
-        if trace:
-            trace(env.now, f"{msg.kind}_sent", msg.worker, msg.chunk, msg.size)
-        if ingress is not None and not from_ps:
-            env.process(through_ingress(msg))
+
+class TrialRun:
+    """The SimPy model of one trial.
+
+    Two choices make it fast (docs/performance.md):
+
+    - Workers are chains of timeout callbacks, not SimPy processes: a process costs a generator
+      resume per chunk. Each chunk is one timeout, each message one timeout; nothing else is
+      scheduled but crashes and the deadline.
+    - The run is an object, not nested closures, and the event queue is emptied at the end: the
+      closures referenced one another, so every trial left a reference cycle holding the
+      protocol state and all pending timeouts, and Python's cycle collector took 40% of the time.
+    """
+
+    def __init__(
+        self,
+        trial: Trial,
+        orders: list[list[int]],
+        draw: TrialDraw,
+        network: cfg.Network,
+        trace: Tracer | None,
+        detect_timeout: float,
+    ) -> None:
+        self.trial = trial
+        self.orders = orders
+        self.network = network
+        self.trace = trace
+        self.detect_timeout = detect_timeout
+        self.env = simpy.Environment()
+        self.finished = self.env.event()
+        self.decided = False  # finished.triggered, as a plain attribute (read on every event)
+        self.workers = workers = len(orders)
+        self.down = draw.down.tolist()
+        self.crash_time = draw.crash_time.tolist()
+        self.step_times = draw.step_times.tolist()  # Python floats on the clock: same values
+        self.position = [0] * workers  # index in its order of the chunk each worker is on
+        self.current = [-1] * workers  # the chunk each worker is computing
+        self.running = [not down for down in self.down]  # live and not stopped
+        self.crashed = [False] * workers
+        self.counts = {"upload": 0, "download": 0, "messages": 0, "control": 0, "computed": 0}
+        shared = network.ps_ingress == "shared"
+        self.ingress = simpy.Resource(self.env, capacity=1) if shared else None
+        self.delays: dict[int, float] = {}  # network delay by message size
+
+    def play(self) -> Outcome:
+        env, trace = self.env, self.trace
+        for worker in range(self.workers):
+            if self.down[worker]:
+                if trace:
+                    trace(0.0, "down", worker, -1, 0)
+            elif math.isfinite(self.crash_time[worker]):
+                Timeout(env, self.crash_time[worker], worker).callbacks.append(self.crash)
+        for worker in range(self.workers):
+            if self.running[worker]:
+                self.start(worker)
+        if self.trial.deadline is not None:
+            env.process(self.deadline(self.trial.deadline))
+        try:
+            env.run(until=self.finished)
+        except RuntimeError:
+            if env.peek() != math.inf:  # a real error, not "nothing left to happen"
+                raise
+        finally:
+            env._queue.clear()  # pending timeouts point back at this run: free them now
+        decoded = self.finished.triggered
+        counts = self.counts
+        return Outcome(
+            completion_time=env.now if decoded else math.inf,
+            decoded=decoded,
+            upload_floats=counts["upload"],
+            download_floats=counts["download"],
+            messages=counts["messages"],
+            control_messages=counts["control"],
+            chunks_computed=counts["computed"],
+            result=self.trial.result() if decoded else None,
+        )
+
+    # workers -------------------------------------------------------------------------------
+
+    def start(self, worker: int) -> None:
+        """Start the worker's next chunk, if it has one."""
+        step, order = self.position[worker], self.orders[worker]
+        if step == len(order):
+            self.running[worker] = False
+            self.current[worker] = -1
             return
-        arrival = env.timeout(network.delay(msg.size), msg)
-        arrival.callbacks.append(deliver_to_worker if from_ps else deliver_to_ps)
+        self.current[worker] = order[step]
+        if self.trace:
+            self.trace(self.env.now, "chunk_start", worker, order[step], 0)
+        Timeout(self.env, self.step_times[worker][step], worker).callbacks.append(self.chunk_done)
 
-    def through_ingress(msg: Message):
+    def chunk_done(self, event: simpy.Event) -> None:
+        worker = event.value
+        if not self.running[worker] or self.decided:  # stopped, crashed or decoded
+            return
+        current = self.current
+        chunk = current[worker]
+        self.counts["computed"] += 1
+        current[worker] = -1
+        now = self.env.now
+        if self.trace:
+            self.trace(now, "chunk_done", worker, chunk, 0)
+        reaction = self.trial.chunk_done(worker, chunk, now)
+        if reaction is not NOTHING:
+            self.react(reaction, from_ps=False)
+        if self.running[worker]:
+            self.position[worker] += 1
+            self.start(worker)
+
+    def stop(self, worker: int) -> None:
+        """The worker computes nothing more; the chunk it was computing is abandoned."""
+        if not self.running[worker]:
+            return
+        self.running[worker] = False
+        if self.trace and self.current[worker] >= 0:
+            self.trace(self.env.now, "interrupt", worker, self.current[worker], 0)
+
+    def crash(self, event: simpy.Event) -> None:
+        worker = event.value
+        if self.decided:
+            return
+        self.crashed[worker] = True
+        if self.trace:
+            self.trace(self.env.now, "crash", worker, self.current[worker], 0)
+        self.running[worker] = False
+        Timeout(self.env, self.detect_timeout, worker).callbacks.append(self.crash_noticed)
+
+    def crash_noticed(self, event: simpy.Event) -> None:
+        if self.decided:
+            return
+        if self.trace:
+            self.trace(self.env.now, "crash_detected", PS, -1, 0)
+        self.react(self.trial.worker_failed(event.value, self.env.now), from_ps=True)
+
+    # messages ------------------------------------------------------------------------------
+
+    def send(self, msg: Message, from_ps: bool) -> None:
+        kind, size, counts = msg.kind, msg.size, self.counts
+        if kind == CONTROL:
+            counts["control"] += 1
+        elif kind == UPLOAD:
+            counts["messages"] += 1
+            counts["upload"] += size
+        if from_ps:
+            counts["download"] += size
+        if self.trace:
+            self.trace(self.env.now, f"{kind}_sent", msg.worker, msg.chunk, size)
+        if self.ingress is not None and not from_ps:
+            self.env.process(self.through_ingress(msg))
+            return
+        delay = self.delays.get(size)
+        if delay is None:
+            delay = self.delays[size] = self.network.delay(size)
+        arrival = Timeout(self.env, delay, msg)
+        arrival.callbacks.append(self.deliver_to_worker if from_ps else self.deliver_to_ps)
+
+    def through_ingress(self, msg: Message):
         """A shared PS link: messages to the PS are transmitted one at a time."""
-        with ingress.request() as turn:
+        with self.ingress.request() as turn:
             yield turn
-            yield env.timeout(msg.size * network.time_per_float)
-        yield env.timeout(network.latency)
-        receive(msg)
+            yield self.env.timeout(msg.size * self.network.time_per_float)
+        yield self.env.timeout(self.network.latency)
+        self.receive(msg)
 
-    def deliver_to_ps(event: simpy.Event) -> None:
-        receive(event.value)
+    def deliver_to_ps(self, event: simpy.Event) -> None:
+        self.receive(event.value)
 
-    def receive(msg: Message) -> None:
+    def receive(self, msg: Message) -> None:
         """The PS handles a message at its arrival: no inbox and no PS process (which cost a
         store put, a get and a generator resume per message)."""
-        if finished.triggered:
+        if self.decided:
             return
-        if trace:
-            trace(env.now, f"{msg.kind}_received", msg.worker, msg.chunk, msg.size)
-        react(trial.ps_receive(msg, env.now), from_ps=True)
+        if self.trace:
+            self.trace(self.env.now, f"{msg.kind}_received", msg.worker, msg.chunk, msg.size)
+        reaction = self.trial.ps_receive(msg, self.env.now)
+        if reaction is not NOTHING:
+            self.react(reaction, from_ps=True)
 
-    def deliver_to_worker(event: simpy.Event) -> None:
+    def deliver_to_worker(self, event: simpy.Event) -> None:
         msg: Message = event.value
-        if finished.triggered:
+        if self.decided:
             return
-        if crashed[msg.worker]:
-            if trace:
-                trace(env.now, f"{msg.kind}_lost", msg.worker, msg.chunk, msg.size)
+        if self.crashed[msg.worker]:
+            if self.trace:
+                self.trace(self.env.now, f"{msg.kind}_lost", msg.worker, msg.chunk, msg.size)
             return
-        if trace:
-            trace(env.now, f"{msg.kind}_received", msg.worker, msg.chunk, msg.size)
-        react(trial.worker_receive(msg.worker, msg, env.now), from_ps=False)
+        if self.trace:
+            self.trace(self.env.now, f"{msg.kind}_received", msg.worker, msg.chunk, msg.size)
+        self.react(self.trial.worker_receive(msg.worker, msg, self.env.now), from_ps=False)
 
-    def react(reaction: Reaction, from_ps: bool) -> None:
-        for worker in reaction.stop:
-            stop(worker, "stop")
+    # the protocol's answers ----------------------------------------------------------------
+
+    def react(self, reaction: Reaction, from_ps: bool) -> None:
+        if reaction.stop:
+            for worker in reaction.stop:
+                self.stop(worker)
         for msg in reaction.send:
-            send(msg, from_ps)
-        if reaction.decoded and not finished.triggered:
-            if trace:
-                trace(env.now, "decoded", PS, -1, 0)
-                for worker in processes:  # the interruptions only show in the trace
-                    stop(worker, "stop")
-            finished.succeed(env.now)
+            self.send(msg, from_ps)
+        if reaction.decoded and not self.decided:
+            if self.trace:
+                self.trace(self.env.now, "decoded", PS, -1, 0)
+                for worker in range(self.workers):  # cut-off chunks only show in the trace
+                    self.stop(worker)
+            self.decided = True
+            self.finished.succeed(self.env.now)
 
-    def stop(worker: int, cause: str) -> None:
-        process = processes.get(worker)
-        if process is not None and process.is_alive and process is not env.active_process:
-            process.interrupt(cause)
-
-    def work(worker: int):
-        times = draw.step_times[worker].tolist()  # Python floats on the clock: same values
-        try:
-            for step, chunk in enumerate(orders[worker]):
-                current[worker] = chunk
-                if trace:
-                    trace(env.now, "chunk_start", worker, chunk, 0)
-                yield env.timeout(times[step])
-                if finished.triggered:  # decoded at this very instant: as if interrupted
-                    return
-                counts["computed"] += 1
-                current[worker] = -1
-                if trace:
-                    trace(env.now, "chunk_done", worker, chunk, 0)
-                react(trial.chunk_done(worker, chunk, env.now), from_ps=False)
-        except simpy.Interrupt as interrupt:
-            if trace and interrupt.cause == "stop" and current[worker] >= 0:
-                trace(env.now, "interrupt", worker, current[worker], 0)
-
-    def crash(worker: int) -> Callable[[simpy.Event], None]:
-        def happen(_: simpy.Event) -> None:
-            if finished.triggered:
-                return
-            crashed[worker] = True
-            if trace:
-                trace(env.now, "crash", worker, current[worker], 0)
-            stop(worker, "crash")
-            env.timeout(detect_timeout).callbacks.append(notice)
-
-        def notice(_: simpy.Event) -> None:
-            if finished.triggered:
-                return
-            if trace:
-                trace(env.now, "crash_detected", PS, -1, 0)
-            react(trial.worker_failed(worker, env.now), from_ps=True)
-
-        return happen
-
-    def deadline(at: float):
+    def deadline(self, at: float):
         """The PS decodes with what has arrived by ``at``, inclusive: events at exactly ``at``
         (a chunk finishing, a zero-delay message) happen first."""
+        env = self.env
         yield env.timeout(at)
-        while env.peek() == env.now and not finished.triggered:
+        while env.peek() == env.now and not self.decided:
             yield env.timeout(0)
-        if not finished.triggered:
-            if trace:
-                trace(env.now, "deadline", PS, -1, 0)
-            react(trial.at_deadline(env.now), from_ps=True)
-
-    for worker in range(workers):
-        if draw.down[worker]:
-            if trace:
-                trace(0.0, "down", worker, -1, 0)
-            continue
-        processes[worker] = env.process(work(worker))
-        if math.isfinite(draw.crash_time[worker]):
-            env.timeout(draw.crash_time[worker]).callbacks.append(crash(worker))
-    if trial.deadline is not None:
-        env.process(deadline(trial.deadline))
-
-    try:
-        env.run(until=finished)
-    except RuntimeError:
-        if env.peek() != math.inf:  # a real error, not "nothing left to happen"
-            raise
-    decoded = finished.triggered
-    return Outcome(
-        completion_time=env.now if decoded else math.inf,
-        decoded=decoded,
-        upload_floats=counts["upload"],
-        download_floats=counts["download"],
-        messages=counts["messages"],
-        control_messages=counts["control"],
-        chunks_computed=counts["computed"],
-        result=trial.result() if decoded else None,
-    )
+        if not self.decided:
+            if self.trace:
+                self.trace(env.now, "deadline", PS, -1, 0)
+            self.react(self.trial.at_deadline(env.now), from_ps=True)
