@@ -1,9 +1,9 @@
 """gcsim: a discrete-event simulator of stragglers and gradient coding in distributed learning.
 
-    from simulator import load_config, run
-    result = run(load_config("configs/quickstart.yaml"))
-    result.summary        # one row per (scheme, trial)
-    result.table()        # per-scheme statistics
+from simulator import load_config, run
+result = run(load_config("configs/quickstart.yaml"))
+result.summary        # one row per (scheme, trial)
+result.table()        # per-scheme statistics
 """
 
 __version__ = "0.1.0"

@@ -4,10 +4,14 @@ For each cluster size (workers m, load) an experiment with every protocol is run
 engine (``runner.run_trials``) and by the fast engine (``engine.fast.run_trials_fast``), and
 each is compared with a baseline written for the purpose:
 
-- bare SimPy: a model with no protocol logic that processes the same number of events as the
-  event engine did (the same processes, timeouts and store put/get pairs, counted by
-  instrumenting ``simpy.Environment.step`` on the very trials that were timed). Its cost per
-  event is the floor for any SimPy model of these trials; target: des within 2x of it.
+- bare SimPy: a model with no protocol logic that processes as many events as the event engine
+  did on the very trials that were timed (counted by instrumenting ``simpy.Environment.step``):
+  one callback chain of timeouts per live worker, the chunks spread over them, and the message
+  arrivals as timeouts with a callback that only counts. That is the cheapest way SimPy offers
+  (no process, no generator), so its cost per event is the floor for any SimPy model of these
+  trials; target: des within 2x of it.
+- bare SimPy processes: the same events, the workers written the usual way, as generator
+  processes. Reported beside the floor: it is what a straightforward SimPy model costs.
 - bare NumPy: per scheme, one cumulative sum over the realization's (trials, m, steps) step
   times and one ``np.partition`` over workers: the least an order-statistic evaluation has to
   do. Target: fast within 3x of it per trial.
@@ -24,7 +28,6 @@ small, and on a busy machine OpenBLAS threads made a 200 x 200 SVD 300x slower.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import math
 import os
@@ -46,6 +49,7 @@ from .coding.registry import build
 from .engine.des import simulate
 from .engine.fast import run_trials_fast
 from .runner import run_trials
+from .threads import blas_threads
 
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((20, 4), (200, 10), (1000, 10))
 TARGETS = {"des_per_event_vs_bare_simpy": 2.0, "fast_per_trial_vs_bare_numpy": 3.0}
@@ -118,13 +122,19 @@ def _best(fn: Callable[[], Any], repeats: int, budget: float) -> float:
 
 @contextlib.contextmanager
 def counting_events() -> Iterator[Counter]:
-    """Count the events every ``simpy.Environment`` processes, by event class, while open."""
+    """Count the events every ``simpy.Environment`` processes while open, by event class; a
+    timeout carrying a callback is counted under the callback's name (``Timeout:chunk_done``),
+    so chunk completions and message arrivals can be told apart."""
     counts: Counter = Counter()
     original = simpy.Environment.step
 
     def step(env: simpy.Environment) -> None:
         if env._queue:
-            counts[type(env._queue[0][3]).__name__] += 1
+            event = env._queue[0][3]
+            kind = type(event).__name__
+            if kind == "Timeout" and event.callbacks:
+                kind += ":" + getattr(event.callbacks[0], "__name__", "?")
+            counts[kind] += 1
         original(env)
 
     simpy.Environment.step = step  # type: ignore[method-assign]
@@ -134,60 +144,20 @@ def counting_events() -> Iterator[Counter]:
         simpy.Environment.step = original  # type: ignore[method-assign]
 
 
-def _blas_libraries() -> list[tuple[ctypes.CDLL, str]]:
-    """Loaded OpenBLAS libraries (NumPy's, SciPy's) and their thread-count function prefix."""
-    found = []
-    try:
-        maps = Path("/proc/self/maps").read_text().splitlines()
-    except OSError:
-        return found
-    paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for prefix in ("scipy_openblas", "openblas"):
-            for suffix in ("64_", ""):
-                name = f"{prefix}_set_num_threads{suffix}"
-                if hasattr(lib, name) and hasattr(lib, f"{prefix}_get_num_threads{suffix}"):
-                    found.append((lib, f"{prefix}_%s_num_threads{suffix}"))
-                    break
-            else:
-                continue
-            break
-    return found
-
-
-@contextlib.contextmanager
-def blas_threads(threads: int) -> Iterator[int | None]:
-    """Run with ``threads`` OpenBLAS threads, best effort (yields the previous count, None
-    when no OpenBLAS was found)."""
-    libs = _blas_libraries()
-    previous = []
-    for lib, pattern in libs:
-        previous.append(int(getattr(lib, pattern % "get")()))
-        getattr(lib, pattern % "set")(ctypes.c_int(threads))
-    try:
-        yield previous[0] if previous else None
-    finally:
-        for (lib, pattern), count in zip(libs, previous, strict=True):
-            getattr(lib, pattern % "set")(ctypes.c_int(count))
-
-
 # --------------------------------------------------------------------------------------------
 # The event engine and bare SimPy
 
 
-def des_events(exp: cfg.Experiment, first: int, count: int) -> list[Counter]:
-    """The events the event engine processes in each (trial, scheme), by event class, on the
-    same path as ``runner.run_trials`` (same protocols, realizations, network)."""
+def des_events(exp: cfg.Experiment, first: int, count: int) -> list[tuple[int, Counter]]:
+    """(live workers, events by kind) of each (trial, scheme) as the event engine processes
+    them, on the same path as ``runner.run_trials`` (same protocols, realizations, network)."""
     protocols = build(exp)
     cluster = Cluster(exp, steps=max(p.steps for p in protocols))
     realization = cluster.draw(first, count)
     out = []
     for trial in range(first, first + count):
         draw = realization.trial(trial)
+        live = int((~draw.down).sum())
         for protocol in protocols:
             with counting_events() as counts:
                 simulate(
@@ -198,47 +168,85 @@ def des_events(exp: cfg.Experiment, first: int, count: int) -> list[Counter]:
                     None,
                     exp.cluster.failures.detect_timeout,
                 )
-            out.append(Counter(counts))
+            out.append((live, Counter(counts)))
     return out
 
 
-def bare_simpy_trial(processes: int, timeouts: int, messages: int) -> None:
-    """A SimPy model without any protocol: ``processes - 1`` workers that together yield
-    ``timeouts - messages`` timeouts and send ``messages`` messages (a timeout whose callback
-    puts into a store), and one process that gets them all."""
+#: Events of the event engine that are message arrivals (the rest are chunks, crashes, ...).
+_ARRIVALS = ("Timeout:deliver_to_ps", "Timeout:deliver_to_worker")
+
+
+def _bare_shape(live: int, counts: Counter) -> tuple[int, int, int]:
+    """(workers, chunk events, message events) of the bare model matching a counted trial:
+    every event that is not a message arrival counts as a chunk."""
+    messages = sum(counts[kind] for kind in _ARRIVALS)
+    return max(1, live), sum(counts.values()) - messages, messages
+
+
+def _spread(total: int, parts: int) -> list[int]:
+    return [total // parts + (p < total % parts) for p in range(parts)]
+
+
+def bare_simpy_trial(workers: int, chunks: int, messages: int) -> None:
+    """The floor of a SimPy model of a trial: ``workers`` callback chains of timeouts (the
+    cheapest way SimPy offers to advance a worker) that together compute ``chunks`` chunks and
+    send ``messages`` messages (timeouts whose callback only counts them). No protocol."""
     env = simpy.Environment()
-    inbox = simpy.Store(env)
-    workers = max(1, processes - 1)
-    steps = max(0, timeouts - messages)
-    share = [steps // workers + (w < steps % workers) for w in range(workers)]
-    sends = [messages // workers + (w < messages % workers) for w in range(workers)]
+    left = _spread(chunks, workers)
+    sends = _spread(messages, workers)
+    received = [0]
 
-    def deliver(event: simpy.Event) -> None:
-        inbox.put(event.value)
+    def arrive(event: simpy.Event) -> None:
+        received[0] += 1
 
-    def worker(w: int):
-        left = sends[w]
-        for step in range(share[w]):
-            yield env.timeout(1.0 + 0.001 * w)
-            if left and (share[w] - step <= left or step % 2 == 0):
-                env.timeout(0.01, w).callbacks.append(deliver)
-                left -= 1
-        for _ in range(left):  # a worker with more messages than steps sends the rest now
-            env.timeout(0.01, w).callbacks.append(deliver)
+    def send(worker: int) -> None:
+        sends[worker] -= 1
+        env.timeout(0.01, worker).callbacks.append(arrive)
 
-    def receiver():
-        for _ in range(messages):
-            yield inbox.get()
+    def chunk_done(event: simpy.Event) -> None:
+        worker = event.value
+        left[worker] -= 1
+        if sends[worker] and (sends[worker] >= left[worker] or left[worker] % 2 == 0):
+            send(worker)
+        if left[worker]:
+            env.timeout(1.0 + 0.001 * worker, worker).callbacks.append(chunk_done)
+        else:
+            while sends[worker]:  # more messages than chunks: send the rest now
+                send(worker)
 
-    for w in range(workers):
-        env.process(worker(w))
-    env.process(receiver())
+    for worker in range(workers):
+        if left[worker]:
+            env.timeout(1.0 + 0.001 * worker, worker).callbacks.append(chunk_done)
+        else:
+            while sends[worker]:
+                send(worker)
     env.run()
 
 
-def _bare_shapes(events: list[Counter]) -> list[tuple[int, int, int]]:
-    """(processes, timeouts, messages) of the bare model matching each counted trial."""
-    return [(c["Initialize"], c["Timeout"], c["StorePut"]) for c in events]
+def bare_simpy_processes_trial(workers: int, chunks: int, messages: int) -> None:
+    """The same trial written the usual SimPy way, one generator process per worker (a
+    process resume per chunk): what a straightforward SimPy model costs."""
+    env = simpy.Environment()
+    left = _spread(chunks, workers)
+    sends = _spread(messages, workers)
+    received = [0]
+
+    def arrive(event: simpy.Event) -> None:
+        received[0] += 1
+
+    def worker_process(worker: int):
+        for step in range(left[worker]):
+            yield env.timeout(1.0 + 0.001 * worker)
+            todo = left[worker] - step - 1
+            if sends[worker] and (sends[worker] >= todo or todo % 2 == 0):
+                sends[worker] -= 1
+                env.timeout(0.01, worker).callbacks.append(arrive)
+        for _ in range(sends[worker]):
+            env.timeout(0.01, worker).callbacks.append(arrive)
+
+    for worker in range(workers):
+        env.process(worker_process(worker))
+    env.run()
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,17 +273,27 @@ def _measure(
     """Both engines and both baselines on one experiment."""
     des_seconds = _best(lambda: run_trials(exp, 0, des_trials), repeats, budget)
     events = des_events(exp, 0, des_trials)
-    total_events = sum(sum(c.values()) for c in events)
-    shapes = _bare_shapes(events)
+    total_events = sum(sum(counts.values()) for _, counts in events)
+    shapes = [_bare_shape(live, counts) for live, counts in events]
+    bare = {}
+    for name, model in (
+        ("bare_simpy", bare_simpy_trial),
+        ("bare_processes", bare_simpy_processes_trial),
+    ):
 
-    def bare_des() -> None:
-        for shape in shapes:
-            bare_simpy_trial(*shape)
+        def bare_des(model=model) -> None:
+            for shape in shapes:
+                model(*shape)
 
-    bare_seconds = _best(bare_des, repeats, budget)
-    with counting_events() as bare_counts:
-        bare_des()
-    bare_events = sum(bare_counts.values())
+        seconds = _best(bare_des, repeats, budget)
+        with counting_events() as bare_counts:
+            bare_des()
+        bare[name] = {
+            "events_per_trial": sum(bare_counts.values()) / des_trials,
+            "events_by_kind": dict(bare_counts),
+            "seconds": seconds,
+            "seconds_per_event": seconds / sum(bare_counts.values()),
+        }
 
     fast_seconds = _best(lambda: run_trials_fast(exp, 0, fast_trials), repeats, budget)
     protocols = build(exp)
@@ -285,9 +303,9 @@ def _measure(
     numpy_seconds = _best(lambda: bare_numpy(exp, step_times), repeats, budget)
 
     des_per_event = des_seconds / total_events
-    bare_per_event = bare_seconds / bare_events
     fast_per_trial = fast_seconds / fast_trials
     numpy_per_trial = numpy_seconds / fast_trials
+    by_kind = dict(sum((counts for _, counts in events), Counter()))
     return {
         "schemes": exp.labels(),
         "des": {
@@ -295,15 +313,10 @@ def _measure(
             "seconds": des_seconds,
             "trials_per_second": des_trials / des_seconds,
             "events_per_trial": total_events / des_trials,
-            "events_by_kind": dict(sum(events, Counter())),
+            "events_by_kind": by_kind,
             "seconds_per_event": des_per_event,
         },
-        "bare_simpy": {
-            "events_per_trial": bare_events / des_trials,
-            "events_by_kind": dict(bare_counts),
-            "seconds": bare_seconds,
-            "seconds_per_event": bare_per_event,
-        },
+        **bare,
         "fast": {
             "trials": fast_trials,
             "seconds": fast_seconds,
@@ -312,7 +325,10 @@ def _measure(
             "draw_seconds_per_trial": draw_seconds / fast_trials,
         },
         "bare_numpy": {"seconds": numpy_seconds, "seconds_per_trial": numpy_per_trial},
-        "des_per_event_vs_bare_simpy": des_per_event / bare_per_event,
+        "des_per_event_vs_bare_simpy": des_per_event / bare["bare_simpy"]["seconds_per_event"],
+        "des_per_event_vs_bare_processes": (
+            des_per_event / bare["bare_processes"]["seconds_per_event"]
+        ),
         "fast_per_trial_vs_bare_numpy": fast_per_trial / numpy_per_trial,
         "fast_speedup_over_des": (des_seconds / des_trials) / fast_per_trial,
     }
@@ -484,6 +500,7 @@ def format_table(result: dict[str, Any]) -> Any:
         "des us/event",
         "bare SimPy us/event",
         "des/bare (<=2)",
+        "des/bare processes",
         "fast us/trial",
         "bare NumPy us/trial",
         "fast/bare (<=3)",
@@ -504,6 +521,7 @@ def format_table(result: dict[str, Any]) -> Any:
                     f"{r['des']['seconds_per_event'] * 1e6:.3g}",
                     f"{r['bare_simpy']['seconds_per_event'] * 1e6:.3g}",
                     f"{r['des_per_event_vs_bare_simpy']:.2f}",
+                    f"{r['des_per_event_vs_bare_processes']:.2f}",
                     f"{r['fast']['seconds_per_trial'] * 1e6:.3g}",
                     f"{r['bare_numpy']['seconds_per_trial'] * 1e6:.3g}",
                     f"{r['fast_per_trial_vs_bare_numpy']:.2f}",

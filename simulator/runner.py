@@ -22,6 +22,7 @@ from .coding.numerics import rel_error
 from .coding.registry import build
 from .engine.des import EventRecorder, simulate
 from .streams import TRIAL_BLOCK
+from .threads import blas_threads
 
 SUMMARY_COLUMNS = {
     "scheme": "str",
@@ -150,15 +151,17 @@ def run_range(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Trials ``first .. first+count-1`` on the chosen engine. The fast engine keeps no event
     traces, so the traced trials (the first ``output.events_trials``) always run on the event
-    engine; the two engines give the same rows, so the split never shows in the results."""
-    if chosen_engine(exp) == "des":
-        return run_trials(exp, first, count, progress)
-    from .engine.fast import run_trials_fast
+    engine; the two engines give the same rows, so the split never shows in the results. BLAS
+    runs on one thread meanwhile (``threads.blas_threads``)."""
+    with blas_threads():
+        if chosen_engine(exp) == "des":
+            return run_trials(exp, first, count, progress)
+        from .engine.fast import run_trials_fast
 
-    traced_end = min(first + count, max(first, exp.output.events_trials))
-    summary, events = run_trials(exp, first, traced_end - first, progress)
-    rest = run_trials_fast(exp, traced_end, first + count - traced_end, progress)
-    return pd.concat([summary, rest], ignore_index=True), events
+        traced_end = min(first + count, max(first, exp.output.events_trials))
+        summary, events = run_trials(exp, first, traced_end - first, progress)
+        rest = run_trials_fast(exp, traced_end, first + count - traced_end, progress)
+        return pd.concat([summary, rest], ignore_index=True), events
 
 
 def trial_ranges(trials: int, parts: int) -> list[tuple[int, int]]:
