@@ -40,6 +40,13 @@ class Reaction:
 
 
 NOTHING = Reaction()
+DECODED = Reaction(decoded=True)
+
+
+def decoded_if(flag: bool) -> Reaction:
+    """DECODED or NOTHING: shared reactions, so a PS that is still waiting costs the engine no
+    allocation and no reaction to play (the engines never modify a Reaction)."""
+    return DECODED if flag else NOTHING
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Decoded, Message, Protocol, Reaction, Trial
+from .base import Decoded, Message, Protocol, Reaction, Trial, decoded_if
 from .uncoded import SplitTrial
 
 
@@ -27,7 +27,7 @@ class FRCTrial(SplitTrial):
 
     def ps_receive(self, msg: Message, now: float) -> Reaction:
         self.first.setdefault(msg.worker // self.protocol.spec.load, msg)
-        return Reaction(decoded=len(self.first) == self.protocol.groups)
+        return decoded_if(len(self.first) == self.protocol.groups)
 
     def result(self) -> Decoded:
         estimate = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import UPLOAD, Decoded, Message, Protocol, Reaction, Trial
+from .base import UPLOAD, Decoded, Message, Protocol, Reaction, Trial, decoded_if
 from .layout import scheme_orders
 
 
@@ -18,13 +18,14 @@ class MultiMessageTrial(Trial):
         self.first: dict[int, Message] = {}  # chunk -> its first arrival
 
     def chunk_done(self, worker: int, chunk: int, now: float) -> Reaction:
-        payload = None if self.grads is None else self.grads[chunk]
-        msg = Message(UPLOAD, worker, self.protocol.dim, chunk=chunk, payload=payload)
+        if self.grads is None:
+            return self.protocol.uploads[worker][chunk]
+        msg = Message(UPLOAD, worker, self.protocol.dim, chunk=chunk, payload=self.grads[chunk])
         return Reaction(send=[msg])
 
     def ps_receive(self, msg: Message, now: float) -> Reaction:
         self.first.setdefault(msg.chunk, msg)
-        return Reaction(decoded=len(self.first) == self.protocol.chunks)
+        return decoded_if(len(self.first) == self.protocol.chunks)
 
     def result(self) -> Decoded:
         estimate = None
@@ -41,6 +42,11 @@ class MultiMessage(Protocol):
     def __init__(self, spec, exp, label):
         super().__init__(spec, exp, label)
         self.orders = scheme_orders(spec, exp, label)
+        # Without gradients an upload carries no numbers: one shared per (worker, chunk).
+        self.uploads = [
+            {c: Reaction(send=[Message(UPLOAD, w, self.dim, chunk=c)]) for c in order}
+            for w, order in enumerate(self.orders)
+        ]
 
     def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:
         return MultiMessageTrial(self, grads)

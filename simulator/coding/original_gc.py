@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..streams import generator
-from .base import NOTHING, UPLOAD, Decoded, Message, Protocol, Reaction, Trial
+from .base import DECODED, NOTHING, UPLOAD, Decoded, Message, Protocol, Reaction, Trial, decoded_if
 from .layout import scheme_orders
 from .numerics import (
     best_tandon_code,
@@ -43,6 +43,7 @@ class OriginalTrial(Trial):
         self.deadline = spec.deadline if spec.mode == "approximate" else None
         self.blocks = None if grads is None else split_blocks(grads, spec.ell)
         self.received: list[Message] = []
+        self.senders: list[int] = []  # the workers of received, in order
 
     def chunk_done(self, worker: int, chunk: int, now: float) -> Reaction:
         p = self.protocol
@@ -57,10 +58,11 @@ class OriginalTrial(Trial):
 
     def ps_receive(self, msg: Message, now: float) -> Reaction:
         self.received.append(msg)
-        return Reaction(decoded=self.protocol.determined([m.worker for m in self.received]))
+        self.senders.append(msg.worker)
+        return decoded_if(self.protocol.determined(self.senders))
 
     def at_deadline(self, now: float) -> Reaction:
-        return Reaction(decoded=True)  # decode with what has arrived
+        return DECODED  # decode with what has arrived
 
     def result(self) -> Decoded:
         p = self.protocol

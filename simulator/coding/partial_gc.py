@@ -19,7 +19,18 @@ from __future__ import annotations
 import numpy as np
 
 from ..streams import generator
-from .base import CONTROL, DOWNLOAD, NOTHING, UPLOAD, Decoded, Message, Protocol, Reaction, Trial
+from .base import (
+    CONTROL,
+    DOWNLOAD,
+    NOTHING,
+    UPLOAD,
+    Decoded,
+    Message,
+    Protocol,
+    Reaction,
+    Trial,
+    decoded_if,
+)
 from .layout import scheme_orders
 from .numerics import block_length, join_blocks, split_blocks
 
@@ -83,7 +94,7 @@ class PartialTrial(Trial):
     # worker side ---------------------------------------------------------------------------
 
     def chunk_done(self, worker: int, chunk: int, now: float) -> Reaction:
-        return Reaction(send=[Message(CONTROL, worker, 1, chunk=chunk)])
+        return self.protocol.reports[worker][chunk]
 
     def worker_receive(self, worker: int, msg: Message, now: float) -> Reaction:
         round_, chunks, coefs = msg.payload
@@ -108,7 +119,7 @@ class PartialTrial(Trial):
         if not self.planned or round_ != self.round:
             return NOTHING  # answers a plan that a crash made obsolete
         self.uploads[msg.worker] = vector
-        return Reaction(decoded=self.uploads.keys() == self.expected)
+        return decoded_if(self.uploads.keys() == self.expected)
 
     def at_deadline(self, now: float) -> Reaction:
         self.past_deadline = True
@@ -188,6 +199,12 @@ class PartialGC(Protocol):
         if spec.ell == 1:
             self.decoder = np.abs(self.decoder) + 0.5  # no near-zero weight for any worker
         self.exact = spec.mode == "exact"
+        # The control report of each (worker, chunk), shared by all trials: reporting a chunk,
+        # the most frequent event, allocates nothing.
+        self.reports = [
+            {chunk: Reaction(send=[Message(CONTROL, worker, 1, chunk=chunk)]) for chunk in order}
+            for worker, order in enumerate(self.orders)
+        ]
 
     def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:
         return PartialTrial(self, grads)

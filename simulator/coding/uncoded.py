@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .assignment import contiguous
-from .base import NOTHING, UPLOAD, Decoded, Message, Protocol, Reaction, Trial
+from .base import NOTHING, UPLOAD, Decoded, Message, Protocol, Reaction, Trial, decoded_if
 
 
 class SplitTrial(Trial):
@@ -25,7 +25,7 @@ class SplitTrial(Trial):
 
     def ps_receive(self, msg: Message, now: float) -> Reaction:
         self.received.append(msg)
-        return Reaction(decoded=self.enough())
+        return decoded_if(self.enough())
 
     def enough(self) -> bool:
         return len(self.received) == self.protocol.workers

@@ -74,6 +74,28 @@ class TrialRun:
       protocol state and all pending timeouts, and Python's cycle collector took 40% of the time.
     """
 
+    __slots__ = (
+        "counts",
+        "crash_time",
+        "crashed",
+        "current",
+        "decided",
+        "delays",
+        "detect_timeout",
+        "down",
+        "env",
+        "finished",
+        "ingress",
+        "network",
+        "orders",
+        "position",
+        "running",
+        "step_times",
+        "trace",
+        "trial",
+        "workers",
+    )
+
     def __init__(
         self,
         trial: Trial,
@@ -217,21 +239,19 @@ class TrialRun:
         arrival.callbacks.append(self.deliver_to_worker if from_ps else self.deliver_to_ps)
 
     def through_ingress(self, msg: Message):
-        """A shared PS link: messages to the PS are transmitted one at a time."""
+        """A shared PS link: messages to the PS are transmitted one at a time, then travel for
+        the latency like any other message."""
         with self.ingress.request() as turn:
             yield turn
             yield self.env.timeout(msg.size * self.network.time_per_float)
-        yield self.env.timeout(self.network.latency)
-        self.receive(msg)
+        Timeout(self.env, self.network.latency, msg).callbacks.append(self.deliver_to_ps)
 
     def deliver_to_ps(self, event: simpy.Event) -> None:
-        self.receive(event.value)
-
-    def receive(self, msg: Message) -> None:
         """The PS handles a message at its arrival: no inbox and no PS process (which cost a
         store put, a get and a generator resume per message)."""
         if self.decided:
             return
+        msg: Message = event.value
         if self.trace:
             self.trace(self.env.now, f"{msg.kind}_received", msg.worker, msg.chunk, msg.size)
         reaction = self.trial.ps_receive(msg, self.env.now)
