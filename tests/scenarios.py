@@ -10,12 +10,16 @@ from simulator.config import from_dict
 from simulator.engine.des import EventRecorder, Outcome, simulate
 
 
-def experiment(workers: int, schemes: list[dict], cluster_extra: dict | None = None,
-               **extra) -> object:
+def experiment(
+    workers: int, schemes: list[dict], cluster_extra: dict | None = None, **extra
+) -> object:
     data = {
         "trials": 1,
-        "cluster": {"workers": workers, "compute": {"dist": "deterministic", "value": 1.0},
-                    **(cluster_extra or {})},
+        "cluster": {
+            "workers": workers,
+            "compute": {"dist": "deterministic", "value": 1.0},
+            **(cluster_extra or {}),
+        },
         "data": {"dim": 12, "gradients": "gaussian"},
         "schemes": schemes,
     }
@@ -49,8 +53,12 @@ def play(
     grads = np.random.default_rng(seed).standard_normal((exp.chunks, exp.data.dim))
     recorder = EventRecorder() if trace else None
     outcome = simulate(
-        protocol.new_trial(down_mask, grads), protocol.orders, draw, exp.cluster.network,
-        recorder, exp.cluster.failures.detect_timeout,
+        protocol.new_trial(down_mask, grads),
+        protocol.orders,
+        draw,
+        exp.cluster.network,
+        recorder,
+        exp.cluster.failures.detect_timeout,
     )
     error = float("nan")
     if outcome.result is not None:

@@ -25,7 +25,11 @@ def test_crash_after_plan_triggers_a_replan_without_the_worker():
     scheme = {"protocol": "partial_gc", "load": 2, "ell": 1}
     network = {"latency": 0.5, "time_per_float": 0.0}
     outcome, error, rows = play(
-        scheme, 4, [1.0] * 4, crash={2: 1.6}, trace=True,
+        scheme,
+        4,
+        [1.0] * 4,
+        crash={2: 1.6},
+        trace=True,
         cluster_extra={"network": network, "failures": {"detect_timeout": 0.3}},
     )
     events = kinds(rows)
@@ -45,8 +49,14 @@ def test_crash_after_plan_triggers_a_replan_without_the_worker():
 def test_crash_before_plan_needs_no_replan():
     scheme = {"protocol": "partial_gc", "load": 2, "ell": 1}
     # Worker 3 crashes at 0.5, before finishing anything; chunk 3 is also held by worker 2.
-    outcome, error, rows = play(scheme, 4, [1.0] * 4, crash={3: 0.5}, trace=True,
-                                cluster_extra={"failures": {"detect_timeout": 0.1}})
+    outcome, error, rows = play(
+        scheme,
+        4,
+        [1.0] * 4,
+        crash={3: 0.5},
+        trace=True,
+        cluster_extra={"failures": {"detect_timeout": 0.1}},
+    )
     assert outcome.completion_time == 2.0  # chunk 3 second copy: worker 2's second step
     assert error < 1e-20
     assert len([r for r in rows if r[1] == "download_sent"]) == 3  # workers 0, 1, 2
@@ -84,10 +94,13 @@ def test_partial_gc_pays_three_hops_on_a_slow_network():
 
 def test_shared_ingress_serializes_uploads():
     scheme = {"protocol": "multi_message", "load": 1}
-    parallel, _, _ = play(scheme, 4, [1.0] * 4,
-                          cluster_extra={"network": {"time_per_float": 0.1}})
-    shared, _, _ = play(scheme, 4, [1.0] * 4,
-                        cluster_extra={"network": {"time_per_float": 0.1, "ps_ingress": "shared"}})
+    parallel, _, _ = play(scheme, 4, [1.0] * 4, cluster_extra={"network": {"time_per_float": 0.1}})
+    shared, _, _ = play(
+        scheme,
+        4,
+        [1.0] * 4,
+        cluster_extra={"network": {"time_per_float": 0.1, "ps_ingress": "shared"}},
+    )
     # four uploads of 12 floats at t = 1: in parallel all land at 2.2; shared, one after another.
     assert parallel.completion_time == pytest.approx(1.0 + 1.2)
     assert shared.completion_time == pytest.approx(1.0 + 4 * 1.2)

@@ -80,8 +80,13 @@ def test_explicit_assignment_and_edge_list_are_used(tmp_path):
 
 def test_orderings_are_permutations_and_seeded_per_label():
     schemes = [
-        {"protocol": "partial_gc", "load": 4, "assignment": "random_regular", "ordering": o,
-         "label": o}
+        {
+            "protocol": "partial_gc",
+            "load": 4,
+            "assignment": "random_regular",
+            "ordering": o,
+            "label": o,
+        }
         for o in ("natural", "random", "optimal")
     ]
     natural, random_, optimal = build(experiment(schemes))
@@ -97,8 +102,13 @@ def test_optimal_ordering_finishes_sooner_than_random_on_random_regular():
     """Issue 4's acceptance run: partial_gc, m = 20, load = 4, random_regular, no failures,
     2000 trials. Measured: mean T 3.55 (optimal) vs 5.05 (random) vs 5.85 (natural)."""
     schemes = [
-        {"protocol": "partial_gc", "load": 4, "assignment": "random_regular", "ordering": o,
-         "label": o}
+        {
+            "protocol": "partial_gc",
+            "load": 4,
+            "assignment": "random_regular",
+            "ordering": o,
+            "label": o,
+        }
         for o in ("optimal", "random")
     ]
     exp = experiment(schemes, workers=20, trials=2000, data={"gradients": "none"})
@@ -109,9 +119,24 @@ def test_optimal_ordering_finishes_sooner_than_random_on_random_regular():
 def test_gcsim_ordering_json_meets_the_bound_with_optimal_and_not_with_random():
     def report(ordering):
         out = subprocess.run(
-            [sys.executable, "-m", "simulator", "ordering", "--workers", "20", "--load", "4",
-             "--assignment", "random_regular", "--ordering", ordering, "--json"],
-            check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "simulator",
+                "ordering",
+                "--workers",
+                "20",
+                "--load",
+                "4",
+                "--assignment",
+                "random_regular",
+                "--ordering",
+                ordering,
+                "--json",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         return json.loads(out)
 
@@ -119,6 +144,9 @@ def test_gcsim_ordering_json_meets_the_bound_with_optimal_and_not_with_random():
     assert set(optimal) >= {"order", "q_max", "lower_bound"}
     assert optimal["q_max"][0] == optimal["lower_bound"][0] == 71
     assert random_["q_max"][0] > random_["lower_bound"][0]
-    bad = subprocess.run([sys.executable, "-m", "simulator", "ordering", "--workers", "4",
-                          "--load", "6"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "simulator", "ordering", "--workers", "4", "--load", "6"],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "--load" in bad.stderr

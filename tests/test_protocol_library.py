@@ -19,12 +19,14 @@ def partial_protocol(workers: int, load: int, ell: int, mode="exact", deadline=N
     scheme = {"protocol": "partial_gc", "load": load, "ell": ell, "mode": mode}
     if deadline is not None:
         scheme["deadline"] = deadline
-    exp = from_dict({
-        "trials": 1,
-        "cluster": {"workers": workers, "compute": {"dist": "deterministic", "value": 1.0}},
-        "data": {"dim": dim},
-        "schemes": [scheme],
-    })
+    exp = from_dict(
+        {
+            "trials": 1,
+            "cluster": {"workers": workers, "compute": {"dist": "deterministic", "value": 1.0}},
+            "data": {"dim": dim},
+            "schemes": [scheme],
+        }
+    )
     (protocol,) = build(exp)
     return protocol
 
@@ -107,21 +109,23 @@ def test_equal_speeds_partial_is_ell_and_original_is_load():
 
 
 def paired_run(ell: int, seed: int):
-    exp = from_dict({
-        "seed": seed,
-        "trials": 150,
-        "cluster": {
-            "workers": 15,
-            "compute": {"dist": "lognormal", "mu": 0.0, "sigma": 1.0, "per": "chunk"},
-            "slowdown": [1.0] * 12 + [3.0] * 3,
-            "failures": {"prob": 0.1},
-        },
-        "data": {"dim": 30},
-        "schemes": [
-            {"protocol": "original_gc", "load": 5, "ell": ell},
-            {"protocol": "partial_gc", "load": 5, "ell": ell},
-        ],
-    })
+    exp = from_dict(
+        {
+            "seed": seed,
+            "trials": 150,
+            "cluster": {
+                "workers": 15,
+                "compute": {"dist": "lognormal", "mu": 0.0, "sigma": 1.0, "per": "chunk"},
+                "slowdown": [1.0] * 12 + [3.0] * 3,
+                "failures": {"prob": 0.1},
+            },
+            "data": {"dim": 30},
+            "schemes": [
+                {"protocol": "original_gc", "load": 5, "ell": ell},
+                {"protocol": "partial_gc", "load": 5, "ell": ell},
+            ],
+        }
+    )
     summary = run(exp).summary
     original = summary[summary.protocol == "original_gc"].set_index("trial").completion_time
     partial = summary[summary.protocol == "partial_gc"].set_index("trial").completion_time
@@ -136,20 +140,22 @@ def test_partial_never_later_than_original_for_every_ell(ell):
 
 
 def test_multi_message_finishes_with_partial_ell1_and_uploads_every_computed_chunk():
-    exp = from_dict({
-        "seed": 5,
-        "trials": 200,
-        "cluster": {
-            "workers": 10,
-            "compute": {"dist": "weibull", "scale": 1.0, "shape": 0.7, "per": "chunk"},
-            "failures": {"prob": 0.1},
-        },
-        "data": {"dim": 20},
-        "schemes": [
-            {"protocol": "multi_message", "load": 3},
-            {"protocol": "partial_gc", "load": 3, "ell": 1},
-        ],
-    })
+    exp = from_dict(
+        {
+            "seed": 5,
+            "trials": 200,
+            "cluster": {
+                "workers": 10,
+                "compute": {"dist": "weibull", "scale": 1.0, "shape": 0.7, "per": "chunk"},
+                "failures": {"prob": 0.1},
+            },
+            "data": {"dim": 20},
+            "schemes": [
+                {"protocol": "multi_message", "load": 3},
+                {"protocol": "partial_gc", "load": 3, "ell": 1},
+            ],
+        }
+    )
     summary = run(exp).summary
     multi = summary[summary.protocol == "multi_message"].set_index("trial")
     partial = summary[summary.protocol == "partial_gc"].set_index("trial")
@@ -165,8 +171,7 @@ def test_multi_message_finishes_with_partial_ell1_and_uploads_every_computed_chu
 
 
 def test_frc_opportunistic_decoding_needs_one_per_group():
-    outcome, error, _ = play({"protocol": "frc", "load": 3}, 6, [1, 5, 5, 5, 5, 1],
-                             down=[0])
+    outcome, error, _ = play({"protocol": "frc", "load": 3}, 6, [1, 5, 5, 5, 5, 1], down=[0])
     # groups {0,1,2} and {3,4,5}: group 0's first upload is at 3*5 = 15, group 1's at 3.
     assert outcome.completion_time == 15 and error < 1e-20
     outcome, _, _ = play({"protocol": "frc", "load": 3}, 6, [1] * 6, down=[3, 4, 5])

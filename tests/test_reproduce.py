@@ -21,8 +21,14 @@ def small_run(tmp_path_factory):
 
 def test_report_is_written_with_every_figure(small_run):
     report = (small_run / "REPORT.md").read_text(encoding="utf-8")
-    for stem in ("paper_exact_vs_ell", "paper_mse_vs_deadline", "paper_ordering_mse",
-                 "paper_instability", "validation_cdf_exp", "validation_cdf_pareto"):
+    for stem in (
+        "paper_exact_vs_ell",
+        "paper_mse_vs_deadline",
+        "paper_ordering_mse",
+        "paper_instability",
+        "validation_cdf_exp",
+        "validation_cdf_pareto",
+    ):
         assert f"figures/{stem}.png" in report
         assert (small_run / "figures" / f"{stem}.png").stat().st_size > 10_000
         assert (small_run / "figures" / f"{stem}.pdf").exists()

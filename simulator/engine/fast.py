@@ -56,8 +56,18 @@ SUPPORTED = ("uncoded", "fastest_k", "frc", "multi_message", "original_gc", "par
 TIE_SAFE = ("uncoded",)
 #: Least-squares decoders cached per ordered tuple of uploading workers (bounded).
 _DECODER_CACHE = 4096
-#: Trials evaluated together are cut so that one (trials, m, steps) array stays this small.
-_SLICE_ELEMENTS = 2**20
+#: Trials evaluated together (a slice) are cut so that one (trials, m, steps) array holds
+#: about this many numbers (1 MiB of floats, so a scheme's arrays stay in cache: about 1.5x
+#: faster at m = 20 and 200 than slices of 2**20 numbers) ...
+_SLICE_ELEMENTS = 2**17
+#: ... but at least this many trials (the trial axis is NumPy's inner loop; fewer trials made
+#: large clusters slower) ...
+_SLICE_TRIALS = 128
+#: ... and never more than this many numbers, so peak memory stays bounded.
+_SLICE_MAX_ELEMENTS = 2**20
+#: Largest (subsets, chunks, holders) array partial_gc with ell = 2 builds its table of closed
+#: forms from, once per run (beyond it, the closed form is computed per block).
+_TABLE_ELEMENTS = 2**20
 
 #: Settings whose meaning the formulas below implement, per config model; a setting not
 #: listed here that differs from its default is reported by ``fast_problems`` (it may change
@@ -173,28 +183,64 @@ def _atoms(dist: cfg.Distribution, key: str) -> list[tuple[str, str]]:
 
 @dataclass
 class _Block:
-    """One realization block: ``done[t, j, k]`` is when worker j finishes its k-th chunk."""
+    """Trials evaluated together: ``done[t, j, k]`` is when worker j finishes its k-th chunk.
 
-    first: int
-    done: np.ndarray  # (n, m, steps)
+    Arrays are indexed (trials, ...) but stored with the trial axis fastest in memory: ``done``
+    is a view of ``flat``, a (workers * steps + 1, trials) buffer whose last row is +inf (what
+    chunk holders are padded with). Reductions over workers, steps and holders then run over
+    whole rows of trials. In (trials, ...) order they ran over axes of 1-20 numbers per trial,
+    where NumPy's cost per row, not per number, dominated at small m.
+    """
+
+    pieces: list[Realization]  # the draws, in trial order (for replays)
+    flat: np.ndarray  # (m * steps + 1, n): done by (worker, step) position, then +inf
+    done: np.ndarray  # (n, m, steps), a view of flat
     live: np.ndarray  # (n, m)
     stalled: np.ndarray  # (n,) some live worker's clock does not strictly advance
-    masked: dict = field(default_factory=dict)  # per chunk-list shape: see _Evaluator.times
+    cache: dict = field(default_factory=dict)  # per scheme shape: see _Evaluator.masked
+
+    @property
+    def first(self) -> int:
+        return self.pieces[0].first
 
     @property
     def n(self) -> int:
         return self.live.shape[0]
 
+    @property
+    def steps(self) -> int:
+        return self.done.shape[2]
 
-def _block(realization: Realization) -> _Block:
-    times = realization.step_times
-    # np.cumsum adds sequentially, as the SimPy clock does (now + delay, one step at a time).
-    done = np.cumsum(times, axis=2)
-    live = ~realization.down
+    def trial(self, index: int) -> TrialDraw:
+        for piece in self.pieces:
+            if index < piece.first + piece.trials:
+                return piece.trial(index)
+        raise IndexError(index)
+
+
+def _block(pieces: list[Realization]) -> _Block:
+    """The block of consecutive realizations ``pieces`` (drawn separately: concatenating the
+    draws first cost a copy of every step time)."""
+    m, steps = pieces[0].step_times.shape[1:]
+    n = sum(piece.trials for piece in pieces)
+    flat = np.empty((m * steps + 1, n))
+    flat[-1] = INF
+    by_step = flat[:-1].reshape(m, steps, n)
+    at = 0
+    for piece in pieces:
+        np.copyto(by_step[:, :, at : at + piece.trials], piece.step_times.transpose(1, 2, 0))
+        at += piece.trials
+    # The sequential float sum that np.cumsum makes and the SimPy clock adds (now + delay, one
+    # step at a time), in place.
+    for k in range(1, steps):
+        np.add(by_step[:, k - 1], by_step[:, k], out=by_step[:, k])
+    done = by_step.transpose(2, 0, 1)
+    live = np.empty((m, n), dtype=bool).T  # trials last, as done
+    np.logical_not(np.concatenate([piece.down for piece in pieces]), out=live)
     # A zero (or, next to a large clock, absorbed) chunk time makes a worker tie with itself.
-    flat = (done[:, :, 0] <= 0) | np.any(done[:, :, 1:] <= done[:, :, :-1], axis=2)
-    stalled = np.any(flat & live, axis=1)
-    return _Block(realization.first, done, live, stalled)
+    still = (done[:, :, 0] <= 0) | np.any(done[:, :, 1:] <= done[:, :, :-1], axis=2)
+    stalled = np.any(still & live, axis=1)
+    return _Block(pieces, flat, done, live, stalled)
 
 
 @dataclass
@@ -245,25 +291,34 @@ class _Evaluator:
         self.steps = max(1, int(self.lengths.max()))
         # valid[j, k]: worker j has a k-th chunk to compute.
         self.valid = np.arange(self.steps)[None, :] < self.lengths[:, None]
+        self.shape_key = ("times", self.steps, self.lengths.tobytes())
 
     def delay(self, size: int) -> float:
         return self.network.delay(size)
 
+    def masked(self, block: _Block) -> tuple[np.ndarray, np.ndarray]:
+        """(times, flat): the block's ``done`` and ``flat`` with +inf where this scheme computes
+        nothing (a down worker, a step past a worker's list); ``times`` is (n, m, steps).
+        Shared by the schemes of a block with the same list lengths. Where there is nothing
+        to mask, these are views of the block's own buffer (read only)."""
+        if self.shape_key not in block.cache:
+            flat, steps = block.flat, block.steps
+            invalid = ~self.valid
+            down = not block.live.all()
+            if down or invalid.any():
+                flat = flat.copy()
+                by_step = flat[:-1].reshape(self.m, steps, block.n)
+                by_step[:, : self.steps][invalid] = INF
+                if down:
+                    np.copyto(by_step, INF, where=~block.live.T[:, None, :])
+            done = flat[:-1].reshape(self.m, steps, block.n)[:, : self.steps].transpose(2, 0, 1)
+            block.cache[self.shape_key] = (done, flat)
+        return block.cache[self.shape_key]
+
     def times(self, block: _Block) -> np.ndarray:
         """(n, m, steps) completion times, +inf where nothing is computed (down worker, no
-        such step). Shared by the schemes of a block with the same list lengths; it is a view
-        of a buffer with one more +inf column, which ``_Holders.per_chunk`` gathers from."""
-        key = (self.steps, self.lengths.tobytes())
-        if key not in block.masked:
-            n, m, steps = block.n, self.m, self.steps
-            flat = np.empty((n, m * steps + 1))
-            flat[:, -1] = INF
-            done = flat[:, :-1].reshape(n, m, steps)
-            mask = self.valid[None, :, :] & block.live[:, :, None]
-            np.copyto(done, block.done[:, :, :steps])
-            done[~mask] = INF
-            block.masked[key] = (done, flat)
-        return block.masked[key][0]
+        such step)."""
+        return self.masked(block)[0]
 
     def last(self, block: _Block) -> np.ndarray:
         """(n, m): when each worker finishes its whole list (+inf when down or idle)."""
@@ -278,7 +333,7 @@ class _Evaluator:
     def count_until(done: np.ndarray, stop: np.ndarray) -> np.ndarray:
         """Chunk completions at or before ``stop`` (per trial; all of them when stop is inf)."""
         bound = np.where(np.isinf(stop), np.finfo(float).max, stop)[:, None, None]
-        return np.count_nonzero(done <= bound, axis=(1, 2)).astype(np.int64)
+        return _per_worker(done <= bound).sum(axis=1, dtype=np.int64)
 
     @staticmethod
     def sent_by(finish: np.ndarray, stop: np.ndarray) -> np.ndarray:
@@ -291,10 +346,17 @@ class _Evaluator:
     def at(done: np.ndarray, when: np.ndarray) -> np.ndarray:
         """How many chunk completions happen exactly at ``when`` (per trial; none at inf)."""
         when = np.where(np.isfinite(when), when, np.nan)
-        return np.count_nonzero(done == when[:, None, None], axis=(1, 2))
+        return _per_worker(done == when[:, None, None]).sum(axis=1, dtype=np.int64)
 
     def evaluate(self, block: _Block) -> _Rows:
         raise NotImplementedError
+
+
+def _per_worker(mask: np.ndarray) -> np.ndarray:
+    """How many of ``mask[t, j, :]`` are true, (n, m), in the smallest unsigned type that holds
+    the count: on trials-last arrays, summing bools into int64 cost 2-3x the comparison that
+    made them. Convert before doing arithmetic with the result."""
+    return mask.sum(axis=2, dtype=np.min_scalar_type(mask.shape[2]))
 
 
 def _arrival_order(arrival: np.ndarray, sent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -325,16 +387,15 @@ class _Split(_Evaluator):
         if k == m:
             stop = np.where(decoded, arrival.max(axis=1), INF)
             covered = np.full(n, int(self.lengths.sum()))
-            first: np.ndarray | None = None
             tied = np.zeros(n, dtype=bool)
         else:
-            part = np.argpartition(arrival, (k - 1, k), axis=1)
-            first = part[:, :k]
-            kth = np.take_along_axis(arrival, part[:, k - 1 : k], axis=1)[:, 0]
-            after = np.take_along_axis(arrival, part[:, k : k + 1], axis=1)[:, 0]
+            # A sort of each trial's m arrivals was faster than an argpartition at every m.
+            ranked = np.sort(np.ascontiguousarray(arrival), axis=1)
+            kth, after = ranked[:, k - 1], ranked[:, k]
             tied = kth == after  # which worker is k-th would be decided by sending order
             stop = np.where(decoded, kth, INF)
-            covered = self.lengths[first].sum(axis=1)
+            # Without a tie (tied trials are replayed) the k first are those arrived by kth.
+            covered = ((arrival <= kth[:, None]) * self.lengths).sum(axis=1)
         rows.completion = stop
         rows.decoded = decoded
         rows.messages = self.sent_by(finish, stop)
@@ -352,7 +413,7 @@ class _Split(_Evaluator):
         orders = p.orders
 
         def estimate(t: int, grads: np.ndarray) -> np.ndarray:
-            workers = np.arange(m) if first is None else first[t]
+            workers = np.arange(m) if k == m else np.flatnonzero(arrival[t] <= stop[t])
             workers = workers[np.lexsort((finish[t, workers], arrival[t, workers]))]
             total = np.sum([grads[orders[w]].sum(axis=0) for w in workers], axis=0)
             if p.name == "fastest_k":
@@ -377,8 +438,7 @@ class _FRC(_Evaluator):
         # have one size, so the first to arrive is the first to finish (ties: same payload).
         load, groups = p.spec.load, p.groups
         by_group = finish.reshape(n, groups, load)
-        within = np.argmin(by_group, axis=2)
-        first_sent = np.take_along_axis(by_group, within[:, :, None], axis=2)[:, :, 0]
+        first_sent = by_group.min(axis=2)
         first_arrival = first_sent + d
         decoded = np.isfinite(first_sent).all(axis=1)
         stop = np.where(decoded, first_arrival.max(axis=1), INF)
@@ -397,7 +457,7 @@ class _FRC(_Evaluator):
 
         def estimate(t: int, grads: np.ndarray) -> np.ndarray:
             group_order = np.lexsort((first_sent[t], first_arrival[t]))
-            workers = group_order * load + within[t, group_order]
+            workers = group_order * load + np.argmin(by_group[t], axis=1)[group_order]
             return np.sum([grads[orders[w]].sum(axis=0) for w in workers], axis=0)
 
         rows.estimate = estimate
@@ -413,25 +473,36 @@ class _Holders(_Evaluator):
 
     def __init__(self, protocol: Protocol, exp: cfg.Experiment):
         super().__init__(protocol, exp)
-        chunks = protocol.chunks
-        positions: list[list[int]] = [[] for _ in range(chunks)]
-        for j, order in enumerate(protocol.orders):
-            for k, chunk in enumerate(order):
-                positions[chunk].append(j * self.steps + k)
-        width = max(1, max(len(ps) for ps in positions))
-        pad = self.m * self.steps  # an extra column that is always +inf
-        self.holder_pos = np.full((chunks, width), pad, dtype=np.int64)
-        for i, ps in enumerate(positions):
-            self.holder_pos[i, : len(ps)] = ps
-        self.padding = self.holder_pos == pad
-        self.holder_worker = np.where(self.padding, -1, self.holder_pos // self.steps)
+        chunks, lengths = protocol.chunks, self.lengths
+        # Every (worker, step) position and its chunk, in worker-major order; a stable sort by
+        # chunk lists each chunk's holders in that order (a Python loop cost 25 ms at m = 1000).
+        worker = np.repeat(np.arange(self.m), lengths)
+        step = np.arange(len(worker)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        chunk = np.array([c for order in protocol.orders for c in order], dtype=np.int64)
+        by_chunk = np.argsort(chunk, kind="stable")
+        counts = np.bincount(chunk, minlength=chunks)
+        rank = np.arange(len(chunk)) - np.repeat(np.cumsum(counts) - counts, counts)
+        width = max(1, int(counts.max(initial=0)))
+        self.holder_worker = np.full((chunks, width), -1, dtype=np.int64)
+        self.holder_step = np.zeros((chunks, width), dtype=np.int64)
+        self.holder_worker[chunk[by_chunk], rank] = worker[by_chunk]
+        self.holder_step[chunk[by_chunk], rank] = step[by_chunk]
+        self.padding = self.holder_worker < 0
+        self.holder_key = ("held", self.shape_key, self.holder_worker.tobytes(),
+                           self.holder_step.tobytes())  # fmt: skip
 
-    def per_chunk(self, block: _Block) -> np.ndarray:
-        """Completion times by chunk: (n, chunks, holders), +inf for padding and for what is
-        never computed."""
-        self.times(block)
-        flat = block.masked[(self.steps, self.lengths.tobytes())][1]
-        return flat[:, self.holder_pos]
+    def per_chunk(self, block: _Block) -> tuple[np.ndarray, np.ndarray]:
+        """(held, first): completion times by chunk, (n, chunks, holders), +inf for padding and
+        for what is never computed; and their minimum over holders, (n, chunks). Shared by the
+        schemes of a block with the same holders (multi_message and partial_gc on one
+        assignment)."""
+        if self.holder_key not in block.cache:
+            flat = self.masked(block)[1]
+            pad = len(flat) - 1  # the +inf row
+            rows = np.where(self.padding, pad, self.holder_worker * block.steps + self.holder_step)
+            held = flat[rows].transpose(2, 0, 1)
+            block.cache[self.holder_key] = (held, held.min(axis=2))
+        return block.cache[self.holder_key]
 
     def known_lists(self, held: np.ndarray, copies: np.ndarray) -> list[list[int]]:
         """One trial's holders of each chunk in the order the PS learned of them (by
@@ -447,7 +518,7 @@ class _MultiMessage(_Holders):
         done = self.times(block)
         d = self.delay(self.dim)
         # Uploads all have one size: a chunk's first arrival is its first completion.
-        first_sent = self.per_chunk(block).min(axis=2)
+        first_sent = self.per_chunk(block)[1]
         first_arrival = first_sent + d
         decoded = np.isfinite(first_sent).all(axis=1)
         stop = np.where(decoded, first_arrival.max(axis=1), INF)
@@ -540,7 +611,7 @@ class _Original(_Evaluator):
     def evaluate(self, block: _Block) -> _Rows:
         p, n = self.p, block.n
         done = self.times(block)
-        finish = self.last(block)
+        finish = np.ascontiguousarray(self.last(block))  # sorted per trial: one row each
         d = self.delay(self.size)
         arrival = finish + d
         order, tied = _arrival_order(arrival, finish)
@@ -623,8 +694,16 @@ class _Partial(_Holders):
         self.deadline = spec.deadline if spec.mode == "approximate" else None
         decoder = protocol.decoder
         weights = np.where(self.padding[None], 0.0, decoder[:, self.holder_worker])
+        self.table: np.ndarray | None = None
         if self.ell == 2:  # Gram entries of C[:, R_i] per holder, for the closed form
             self.gram = (weights[0] ** 2, weights[0] * weights[1], weights[1] ** 2)
+            chunks, width = self.holder_worker.shape
+            if 2**width * chunks * width <= _TABLE_ELEMENTS:
+                # The closed form of every chunk and every subset of its holders (bit r: the
+                # r-th holder is known), chunk-major: per block it is then a lookup.
+                subsets = (np.arange(2**width)[:, None] >> np.arange(width)) & 1 == 1
+                every = np.broadcast_to(subsets[:, None, :], (2**width, chunks, width))
+                self.table = self.closed_form(every).T.ravel()
 
     def evaluate(self, block: _Block) -> _Rows:
         p, n, ell = self.p, block.n, self.ell
@@ -633,14 +712,11 @@ class _Partial(_Holders):
         free = d_control == 0 and d_upload == 0 and self.delay(ell) == 0
         # Control messages all have size 1, so they arrive in the order they were sent: the
         # PS learns of chunk i's holders in order of their completion times.
-        held = self.per_chunk(block)  # (n, chunks, holders), unsorted
+        held, lowest = self.per_chunk(block)  # (n, chunks, holders), unsorted; their minimum
         if ell == 1:
-            covered_at = held.min(axis=2)
-        elif ell == 2 and held.shape[2] >= 2:  # the second smallest, without a partition
-            lowest = held.min(axis=2)
-            twice = np.count_nonzero(held == lowest[:, :, None], axis=2) > 1
-            above = np.where(held > lowest[:, :, None], held, INF).min(axis=2)
-            covered_at = np.where(twice, lowest, above)
+            covered_at = lowest
+        elif ell == 2 and held.shape[2] >= 2:
+            covered_at = _second_smallest(held)
         elif ell <= held.shape[2]:
             covered_at = np.partition(held, ell - 1, axis=2)[:, :, ell - 1]
         else:
@@ -663,14 +739,18 @@ class _Partial(_Holders):
             arrived_by = np.where(exact, -INF, plan_time)[:, None, None]
             known |= held + d_control <= arrived_by
             known_pos |= done + d_control <= arrived_by
-        copies = known.sum(axis=2)  # r_i, (n, chunks)
-        per_worker = known_pos.sum(axis=2)  # chunks each worker is asked for
-        expected = per_worker > 0
+        copies = _per_worker(known).astype(np.int64)  # r_i, (n, chunks)
+        per_worker = _per_worker(known_pos).astype(np.int64)  # chunks each worker is asked for
         net = self.network
-        down_at = plan_time[:, None] + (net.latency + (ell * per_worker) * net.time_per_float)
-        up_at = down_at + d_upload
-        last_upload = np.where(expected, up_at, -INF).max(axis=1)
-        stop = np.where(expected.any(axis=1), last_upload, plan_time)
+
+        def download_at(asked: np.ndarray, sent: np.ndarray) -> np.ndarray:
+            """When a download sent at ``sent`` that asks for ``asked`` chunks arrives."""
+            return sent + (net.latency + (ell * asked) * net.time_per_float)
+
+        # The more chunks a download asks for, the later it (and the upload answering it)
+        # arrives: the last upload answers the largest download.
+        most = per_worker.max(axis=1)
+        stop = np.where(most > 0, download_at(most, plan_time) + d_upload, plan_time)
         stop = np.where(decoded, stop, INF)
         rows = _Rows.empty(n)
         rows.completion = stop
@@ -680,7 +760,7 @@ class _Partial(_Holders):
         used = copies.sum(axis=1).astype(np.int64)
         rows.used = np.where(decoded, used, 0)
         rows.download = np.where(decoded, ell * used, 0)
-        rows.messages = np.where(decoded, expected.sum(axis=1), 0).astype(np.int64)
+        rows.messages = np.where(decoded, np.count_nonzero(per_worker, axis=1), 0).astype(np.int64)
         rows.upload = rows.messages * self.size
         short = np.maximum(0, ell - copies).sum(axis=1)
         rows.residual = np.where(decoded, short.astype(float), np.nan)
@@ -709,7 +789,9 @@ class _Partial(_Holders):
             blocks = split_blocks(grads, ell)
             # Uploads reach the PS by arrival; ties in the order downloads were processed,
             # which is by download arrival, then by worker (the order they were sent).
-            order = sorted(by_worker, key=lambda w: (up_at[t, w], down_at[t, w], w))
+            down_at = download_at(per_worker[t], plan_time[t])
+            up_at = down_at + d_upload
+            order = sorted(by_worker, key=lambda w: (up_at[w], down_at[w], w))
             total = np.zeros((ell, blocks.shape[2]))
             for worker in order:
                 chunks, rows_of_a = by_worker[worker]
@@ -720,6 +802,19 @@ class _Partial(_Holders):
         rows.estimate = estimate
         return rows
 
+    def closed_form(self, known: np.ndarray) -> np.ndarray:
+        """ell = 2: each chunk's condition number from the 2 x 2 Gram matrix of its known
+        holders' columns, (..., chunks) from (..., chunks, holders) bools; 1 with one holder
+        known (a 2 x 1 matrix has one singular value), -inf with none."""
+        weights = known.astype(float)  # einsum casting bools itself was 3x slower
+        uu, uv, vv = (np.einsum("...ir,ir->...i", weights, w) for w in self.gram)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            half = (uu + vv) / 2
+            big = half + np.sqrt(((uu - vv) / 2) ** 2 + uv**2)
+            approx = big / np.sqrt(uu * vv - uv**2)
+        copies = known.sum(axis=-1)
+        return np.where(copies >= 2, approx, np.where(copies >= 1, 1.0, -INF))
+
     def conditioning(self, held: np.ndarray, known: np.ndarray, copies: np.ndarray) -> np.ndarray:
         """Worst condition number of the C[:, R_i] (at least 1), as ``coefficients`` computes
         it: the SVD of the same matrices (columns in the order the PS learned of them).
@@ -727,7 +822,8 @@ class _Partial(_Holders):
         ell = 1: a 1 x r matrix has one singular value, so every ratio is exactly 1. ell = 2:
         a closed form (2 x 2 Gram matrix) ranks the chunks of each trial and only the top
         ones, within its error bound, get the SVD; the maximum is then the SVD's number.
-        ell >= 3: the SVD of every chunk's matrix, batched over the block.
+        ell >= 3: the SVD of every chunk's matrix, batched over the block. Either way each
+        distinct matrix is decomposed once.
         """
         n = copies.shape[0]
         worst = np.ones(n)
@@ -735,18 +831,19 @@ class _Partial(_Holders):
             return worst
         candidate = copies >= 1
         if self.ell == 2:
-            uu, uv, vv = (np.einsum("tir,ir->ti", known, w, dtype=float) for w in self.gram)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                half = (uu + vv) / 2
-                big = half + np.sqrt(((uu - vv) / 2) ** 2 + uv**2)
-                approx = big / np.sqrt(uu * vv - uv**2)
-            approx = np.where(copies >= 2, approx, np.where(candidate, 1.0, -INF))
+            if self.table is None:
+                approx = self.closed_form(known)
+            else:
+                chunks, width = self.holder_worker.shape
+                subset = (known << np.arange(width, dtype=np.uint16)).sum(axis=2, dtype=np.uint16)
+                index = subset + np.arange(chunks) * 2**width
+                approx = self.table.take(index.T).T  # trials last, as known
             top = approx.max(axis=1)
             # Relative error of the closed form: about eps * cond^2 (the Gram determinant).
             slack = 1e-9 + 64 * np.finfo(float).eps * top**2
             everything = ~np.isfinite(top) | (top > 1e6)
             candidate &= (approx >= (top * (1 - slack))[:, None]) | everything[:, None]
-        trial, chunk = np.nonzero(candidate)
+        chunk, trial = np.nonzero(candidate.T)  # any order: only maxima are taken below
         if trial.size == 0:
             return worst
         rank_order = np.argsort(held[trial, chunk], axis=1, kind="stable")
@@ -754,17 +851,42 @@ class _Partial(_Holders):
         sizes = copies[trial, chunk]
         for size in np.unique(sizes):
             pick = sizes == size
-            stack = np.moveaxis(self.p.decoder[:, workers[pick, :size]], 1, 0)
+            matrices, which = _distinct(workers[pick, :size], self.m)
+            stack = np.moveaxis(self.p.decoder[:, matrices], 1, 0)
             singular = np.linalg.svd(stack, compute_uv=False)
             rank = min(self.ell, int(size))
             with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = singular[:, 0] / singular[:, rank - 1]
+                ratio = (singular[:, 0] / singular[:, rank - 1])[which]
             # The event engine keeps max(worst, np.max(ratios of one size)): a NaN ratio
             # makes np.max NaN, which max() then ignores.
             group = np.full(n, -INF)
             np.maximum.at(group, trial[pick], ratio)
             worst = np.where(group > worst, group, worst)
         return worst
+
+
+def _distinct(rows: np.ndarray, base: int) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct rows, index of each row among them) of small non-negative integers below
+    ``base``: the SVD of a matrix is taken once however many trials share it (at m = 20, 8,000
+    candidates were 80 matrices). Each row is keyed by one integer, when that fits in int64."""
+    if rows.shape[1] * math.log2(max(base, 2)) > 62:
+        return rows, np.arange(len(rows))
+    keys = rows @ base ** np.arange(rows.shape[1], dtype=np.int64)
+    _, first, which = np.unique(keys, return_index=True, return_inverse=True)
+    return rows[first], which
+
+
+def _second_smallest(values: np.ndarray) -> np.ndarray:
+    """The second smallest along the last axis (counting repeats, as a partition does), by
+    np.minimum and np.maximum over its columns: branch-free, where a masked minimum was one
+    of the slowest steps at small m."""
+    low = np.minimum(values[..., 0], values[..., 1])
+    second = np.maximum(values[..., 0], values[..., 1])
+    for r in range(2, values.shape[-1]):
+        column = values[..., r]
+        np.minimum(second, np.maximum(low, column), out=second)
+        np.minimum(low, column, out=low)
+    return second
 
 
 _EVALUATORS: dict[str, type[_Evaluator]] = {
@@ -810,26 +932,55 @@ def _run(
     evaluators = [_EVALUATORS[p.name](p, exp) for p in protocols]
     parts: list[dict[str, np.ndarray]] = []
     start, stop = first, first + count
-    # Draws do not depend on how a range is cut, so trials are evaluated together in slices of
-    # about _SLICE_ELEMENTS numbers per array: several realization blocks at once for small
-    # clusters (NumPy's per-call overhead is paid once), part of one block for large ones.
-    per_slice = max(1, _SLICE_ELEMENTS // (cluster.workers * cluster.steps))
+    # Draws do not depend on how a range is cut, so trials are evaluated together in slices
+    # (see _SLICE_ELEMENTS): several realization blocks at once for small clusters (NumPy's
+    # per-call overhead is paid once), part of one block for large ones.
+    numbers = cluster.workers * cluster.steps  # per trial, in a (trials, m, steps) array
+    per_slice = max(
+        1, _SLICE_ELEMENTS // numbers, min(_SLICE_TRIALS, _SLICE_MAX_ELEMENTS // numbers)
+    )
     blocks = max(1, per_slice // TRIAL_BLOCK)
     while start < stop:
         end = min((start // TRIAL_BLOCK + blocks) * TRIAL_BLOCK, stop)
-        realization = cluster.draw(start, end - start)
-        for lo in range(0, end - start, per_slice):
-            part = _slice(realization, lo, min(end - start, lo + per_slice))
-            parts.append(_run_block(exp, protocols, evaluators, part))
+        # One draw per realization block: drawing the range at once concatenates the blocks,
+        # a copy of every step time that _block makes anyway.
+        cuts = [start, *range((start // TRIAL_BLOCK + 1) * TRIAL_BLOCK, end, TRIAL_BLOCK), end]
+        draws = [cluster.draw(lo, hi - lo) for lo, hi in zip(cuts, cuts[1:], strict=False)]
+        for lo in range(start, end, per_slice):
+            pieces = _cut(draws, lo, min(end, lo + per_slice))
+            parts.append(_run_block(exp, protocols, evaluators, pieces))
             if progress is not None:
-                progress(part.trials)
+                progress(sum(piece.trials for piece in pieces))
         start = end
-    columns = list(SUMMARY_COLUMNS)
-    if parts:
-        data = {c: np.concatenate([part[c] for part in parts]) for c in columns}
-    else:
-        data = {c: [] for c in columns}
-    return pd.DataFrame(data, columns=columns).astype(SUMMARY_COLUMNS)
+    data = {}
+    for column, dtype in SUMMARY_COLUMNS.items():
+        if column == "scheme":
+            data[column] = _repeated([p.label for p in protocols], count)
+        elif column == "protocol":
+            data[column] = _repeated([p.name for p in protocols], count)
+        elif column == "trial":
+            data[column] = np.repeat(np.arange(first, stop, dtype=np.int64), len(protocols))
+        elif parts:
+            data[column] = np.concatenate([part[column] for part in parts])
+        else:
+            data[column] = np.empty(0, dtype=dtype)
+    return pd.DataFrame(data, columns=list(SUMMARY_COLUMNS))
+
+
+def _repeated(labels: list[str], count: int) -> pd.api.extensions.ExtensionArray:
+    """``labels`` repeated ``count`` times as the runner's string column ("str"): taken from a
+    short string array, where converting one Python string per row cost milliseconds."""
+    return pd.array(labels, dtype="str").take(np.tile(np.arange(len(labels)), count))
+
+
+def _cut(draws: list[Realization], lo: int, hi: int) -> list[Realization]:
+    """The parts of consecutive realizations that hold trials ``lo .. hi-1``."""
+    pieces = []
+    for draw in draws:
+        a, b = max(lo, draw.first), min(hi, draw.first + draw.trials)
+        if a < b:
+            pieces.append(_slice(draw, a - draw.first, b - draw.first))
+    return pieces
 
 
 def _slice(realization: Realization, lo: int, hi: int) -> Realization:
@@ -847,9 +998,9 @@ def _run_block(
     exp: cfg.Experiment,
     protocols: list[Protocol],
     evaluators: list[_Evaluator],
-    realization: Realization,
+    pieces: list[Realization],
 ) -> dict[str, np.ndarray]:
-    block = _block(realization)
+    block = _block(pieces)
     n, schemes = block.n, len(protocols)
     results = [ev.evaluate(block) for ev in evaluators]
     table = {
@@ -871,17 +1022,13 @@ def _run_block(
         trial = block.first + int(t)
         grads = gradients(exp, trial)
         truth = None if grads is None else grads.sum(axis=0)
-        draw = realization.trial(trial)
+        draw = block.trial(trial)
         for s, (protocol, result) in enumerate(zip(protocols, results, strict=True)):
             if replay[t, s]:
                 _replay(exp, protocol, draw, grads, truth, table, t, s)
             elif truth is not None and result.decoded[t]:
                 table["rel_error"][t, s] = rel_error(result.estimate(int(t), grads), truth)
-    out = {column: values.reshape(-1) for column, values in table.items()}
-    out["scheme"] = np.tile(np.array([p.label for p in protocols], dtype=object), n)
-    out["protocol"] = np.tile(np.array([p.name for p in protocols], dtype=object), n)
-    out["trial"] = np.repeat(np.arange(block.first, block.first + n, dtype=np.int64), schemes)
-    return out
+    return {column: values.reshape(-1) for column, values in table.items()}
 
 
 def _replay(
