@@ -49,15 +49,17 @@ from .coding.registry import build
 from .engine.des import simulate
 from .engine.fast import run_trials_fast
 from .runner import run_trials
-from .threads import blas_threads
+from .tuning import blas_threads
 
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((20, 4), (200, 10), (1000, 10))
 TARGETS = {"des_per_event_vs_bare_simpy": 2.0, "fast_per_trial_vs_bare_numpy": 3.0}
 
-#: (des trials, fast trials) per number of workers; quick mode and the full run.
+#: (des trials, fast trials) per number of workers; quick mode and the full run. Timings include
+#: building the protocols and drawing a 256-trial block (about 0.05-0.1 s at m = 1000), so each
+#: size gets enough trials for that to stay a small share.
 _TRIALS = {
-    "quick": {20: (60, 2048), 200: (6, 512), 1000: (1, 32)},
-    "full": {20: (400, 8192), 200: (30, 2048), 1000: (4, 256)},
+    "quick": {20: (60, 2048), 200: (6, 512), 1000: (3, 32)},
+    "full": {20: (400, 8192), 200: (30, 2048), 1000: (12, 256)},
 }
 #: A timed repeat is not started once this many seconds went into one measurement.
 _BUDGET = {"quick": 3.0, "full": 30.0}

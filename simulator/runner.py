@@ -22,7 +22,7 @@ from .coding.numerics import rel_error
 from .coding.registry import build
 from .engine.des import EventRecorder, simulate
 from .streams import TRIAL_BLOCK
-from .threads import blas_threads
+from .tuning import simulating
 
 SUMMARY_COLUMNS = {
     "scheme": "str",
@@ -152,8 +152,8 @@ def run_range(
     """Trials ``first .. first+count-1`` on the chosen engine. The fast engine keeps no event
     traces, so the traced trials (the first ``output.events_trials``) always run on the event
     engine; the two engines give the same rows, so the split never shows in the results. BLAS
-    runs on one thread meanwhile (``threads.blas_threads``)."""
-    with blas_threads():
+    runs on one thread meanwhile, and the cycle collector lazily (``tuning.simulating``)."""
+    with simulating():
         if chosen_engine(exp) == "des":
             return run_trials(exp, first, count, progress)
         from .engine.fast import run_trials_fast
@@ -197,7 +197,13 @@ def run_trials(
     count: int,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Trials ``first .. first+count-1`` of every scheme: (summary rows, event rows)."""
+    """Trials ``first .. first+count-1`` of every scheme on the event engine: (summary rows,
+    event rows)."""
+    with simulating():
+        return _run_trials(exp, first, count, progress)
+
+
+def _run_trials(exp, first, count, progress) -> tuple[pd.DataFrame, pd.DataFrame]:
     protocols = build(exp)
     cluster = Cluster(exp, steps=max(p.steps for p in protocols))
     summaries: list[pd.DataFrame] = []

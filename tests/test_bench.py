@@ -9,7 +9,7 @@ import pytest
 
 from simulator import bench
 from simulator.runner import run_trials
-from simulator.threads import _blas_libraries, blas_threads
+from simulator.tuning import _blas_libraries, blas_threads
 
 
 @pytest.mark.parametrize(
@@ -85,3 +85,30 @@ def test_counting_events_restores_simpy():
         assert simpy.Environment.step is not step
     assert simpy.Environment.step is step
     assert counts == Counter()
+
+
+def test_simulating_restores_the_collector_even_across_threads():
+    import gc
+    import threading
+
+    from simulator.tuning import GC_THRESHOLD, simulating
+
+    before = gc.get_threshold()
+    inside = threading.Barrier(3)
+    seen = []
+
+    def run():
+        with simulating():
+            inside.wait()
+            seen.append(gc.get_threshold()[0])
+            inside.wait()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    inside.wait()
+    inside.wait()
+    for thread in threads:
+        thread.join()
+    assert seen == [max(before[0], GC_THRESHOLD)] * 2
+    assert gc.get_threshold() == before
