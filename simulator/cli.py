@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -89,12 +90,19 @@ def run_command(
 
     exp = _load(config, overrides)
     target = Path(out) if out else default_run_dir(exp)
+    # Event traces stream to a hidden file beside the target (bounded memory, whatever
+    # output.events_trials is); write_run moves it into the run directory.
+    events = target.parent / f".{target.name}.events-{os.getpid()}.parquet"
     try:
-        check_writable(target, force)
-        result = _run_with_progress(exp, quiet, jobs, dask)
-    except cfg.ConfigError as exc:  # e.g. an empirical data file that cannot be read
-        _fail(exc.lines())
-    path = write_run(result, target, argv=["gcsim", *sys.argv[1:]], force=force)
+        try:
+            check_writable(target, force)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            result = _run_with_progress(exp, quiet, jobs, dask, events)
+        except cfg.ConfigError as exc:  # e.g. an empirical data file that cannot be read
+            _fail(exc.lines())
+        path = write_run(result, target, argv=["gcsim", *sys.argv[1:]], force=force)
+    finally:
+        events.unlink(missing_ok=True)
     if not quiet:
         console = Console()
         if not console.is_terminal:
@@ -119,11 +127,16 @@ def progress_bar(quiet: bool) -> Progress:
 
 
 def _run_with_progress(
-    exp: cfg.Experiment, quiet: bool, jobs: int = 1, dask: str | None = None
+    exp: cfg.Experiment,
+    quiet: bool,
+    jobs: int = 1,
+    dask: str | None = None,
+    events_to: Path | None = None,
 ) -> RunResult:
     with progress_bar(quiet) as bar:
         task = bar.add_task(f"{exp.name}: trials", total=exp.trials)
-        return run(exp, progress=lambda n: bar.advance(task, n), jobs=jobs, dask=dask)
+        advance = lambda n: bar.advance(task, n)  # noqa: E731
+        return run(exp, progress=advance, jobs=jobs, dask=dask, events_to=events_to)
 
 
 def _fmt(value: float, digits: int = 3) -> str:

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import yaml
 
 from . import __version__
 from .config import ConfigError, Experiment
-from .runner import RunResult
+from .parquet import write_parquet
+from .runner import EVENT_COLUMNS, SUMMARY_COLUMNS, RunResult
 
 
 def default_run_dir(exp: Experiment, root: Path = Path("results")) -> Path:
@@ -53,12 +53,6 @@ def check_writable(out: Path, force: bool) -> None:
         )
 
 
-def write_parquet(frame: pd.DataFrame, path: Path) -> None:
-    """Deterministic parquet: same frame, same bytes (no pandas index, fixed compression)."""
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    pq.write_table(table, path, compression="zstd")
-
-
 def write_run(
     result: RunResult, out: Path, argv: list[str] | None = None, force: bool = False
 ) -> Path:
@@ -75,8 +69,11 @@ def write_run(
         (staging / "config.yaml").write_text(
             yaml.safe_dump(exp.resolved(), sort_keys=False), encoding="utf-8"
         )
-        write_parquet(result.summary, staging / "summary.parquet")
-        write_parquet(result.events, staging / "events.parquet")
+        write_parquet(result.summary, staging / "summary.parquet", SUMMARY_COLUMNS)
+        if result.events_file is not None:  # streamed to disk during the run
+            os.replace(result.events_file, staging / "events.parquet")
+        else:
+            write_parquet(result.events, staging / "events.parquet", EVENT_COLUMNS)
         manifest = {
             "gcsim_version": __version__,
             "config_sha256": config_hash(exp),

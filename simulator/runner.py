@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from .coding.base import Protocol
 from .coding.numerics import rel_error
 from .coding.registry import build
 from .engine.des import EventRecorder, simulate
+from .parquet import ParquetStream, schema_of
 from .streams import TRIAL_BLOCK
 from .tuning import simulating
 
@@ -53,7 +55,9 @@ EVENT_COLUMNS = {
 
 @dataclass
 class RunResult:
-    """What a run produced: one summary row per (scheme, trial), the event traces, timings."""
+    """What a run produced: one summary row per (scheme, trial), the event traces, timings.
+    A run that streamed its traces to disk (``run(..., events_to=path)``) has an empty
+    ``events`` frame and the file in ``events_file``."""
 
     config: cfg.Experiment
     summary: pd.DataFrame
@@ -61,6 +65,7 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     engine: str = "des"
     executor: str = "in process"
+    events_file: Path | None = None
 
     def table(self) -> pd.DataFrame:
         """Per-scheme statistics, in config order: the numbers the terminal table shows."""
@@ -105,23 +110,40 @@ def run(
     progress: Callable[[int], None] | None = None,
     jobs: int = 1,
     dask: str | None = None,
+    events_to: Path | None = None,
 ) -> RunResult:
     """Run every trial of every scheme of ``exp``; ``progress(n)`` is told of finished trials.
 
     With ``jobs > 1`` or ``dask``, trials are split into ranges on realization-block boundaries
     and run on an executor (``executors.open_executor``); the rows are the same bytes either way.
+    With ``events_to``, the event traces are written to that parquet file as they are made, in
+    batches, instead of being held: the traced trials (the first ``output.events_trials``) then
+    run in this process, the rest wherever ``jobs``/``dask`` say. Same bytes either way.
     """
     started = time.perf_counter()
-    if jobs == 1 and dask is None:
-        summary, events = run_range(exp, 0, exp.trials, progress)
-        executor = "in process"
-    else:
-        summary, events, executor = _run_split(exp, jobs, dask, progress)
+    traced = min(exp.output.events_trials, exp.trials) if events_to is not None else 0
+    parts, stream = [], None
+    if events_to is not None:
+        stream = ParquetStream(events_to, schema_of(EVENT_COLUMNS))
+    try:
+        if traced:
+            parts.append(run_range(exp, 0, traced, progress, on_events=stream.append)[0])
+        if jobs == 1 and dask is None:
+            summary, events = run_range(exp, traced, exp.trials - traced, progress)
+            executor = "in process"
+        else:
+            summary, events, executor = _run_split(exp, traced, jobs, dask, progress)
+    finally:
+        if stream is not None:
+            stream.close()
+    if parts:
+        summary = pd.concat([*parts, summary], ignore_index=True)
     elapsed = time.perf_counter() - started
     timings = {"simulate_seconds": elapsed, "trials_per_second": exp.trials / elapsed}
     result = RunResult(exp, summary, events, timings)
     result.executor = executor
     result.engine = engine_description(exp)
+    result.events_file = events_to
     return result
 
 
@@ -148,6 +170,7 @@ def run_range(
     first: int,
     count: int,
     progress: Callable[[int], None] | None = None,
+    on_events: Callable[[pd.DataFrame], None] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Trials ``first .. first+count-1`` on the chosen engine. The fast engine keeps no event
     traces, so the traced trials (the first ``output.events_trials``) always run on the event
@@ -155,30 +178,33 @@ def run_range(
     runs on one thread meanwhile, and the cycle collector lazily (``tuning.simulating``)."""
     with simulating():
         if chosen_engine(exp) == "des":
-            return run_trials(exp, first, count, progress)
+            return run_trials(exp, first, count, progress, on_events)
         from .engine.fast import run_trials_fast
 
         traced_end = min(first + count, max(first, exp.output.events_trials))
-        summary, events = run_trials(exp, first, traced_end - first, progress)
+        summary, events = run_trials(exp, first, traced_end - first, progress, on_events)
         rest = run_trials_fast(exp, traced_end, first + count - traced_end, progress)
         return pd.concat([summary, rest], ignore_index=True), events
 
 
-def trial_ranges(trials: int, parts: int) -> list[tuple[int, int]]:
-    """(first, count) ranges covering 0..trials-1, cut on realization-block boundaries."""
-    blocks = math.ceil(trials / TRIAL_BLOCK)
+def trial_ranges(trials: int, parts: int, start: int = 0) -> list[tuple[int, int]]:
+    """(first, count) ranges covering start..trials-1, cut on realization-block boundaries
+    (the first range may start inside a block)."""
+    blocks = math.ceil(trials / TRIAL_BLOCK) - start // TRIAL_BLOCK
     per_part = max(1, math.ceil(blocks / max(parts, 1)))
-    ranges = []
-    for first_block in range(0, blocks, per_part):
-        first = first_block * TRIAL_BLOCK
-        ranges.append((first, min(trials, first + per_part * TRIAL_BLOCK) - first))
+    ranges, first = [], start
+    while first < trials:
+        end = min(trials, (first // TRIAL_BLOCK + per_part) * TRIAL_BLOCK)
+        ranges.append((first, end - first))
+        first = end
     return ranges
 
 
-def _run_split(exp, jobs, dask, progress):
+def _run_split(exp, start, jobs, dask, progress):
     from .executors import open_executor
 
-    ranges = trial_ranges(exp.trials, 4 * jobs)  # several ranges per worker: balance, progress
+    # several ranges per worker: balance, progress
+    ranges = trial_ranges(exp.trials, 4 * jobs, start)
     with open_executor(jobs, dask) as (executor, description):
         futures = [executor.submit(run_range, exp, first, count) for first, count in ranges]
         parts = []
@@ -186,6 +212,8 @@ def _run_split(exp, jobs, dask, progress):
             parts.append(future.result())
             if progress is not None:
                 progress(count)
+    if not parts:  # everything ran in process (all trials traced)
+        return _frame([], SUMMARY_COLUMNS), _frame([], EVENT_COLUMNS), description
     summary = pd.concat([p[0] for p in parts], ignore_index=True)
     events = pd.concat([p[1] for p in parts], ignore_index=True)
     return summary, events, description
@@ -196,14 +224,20 @@ def run_trials(
     first: int,
     count: int,
     progress: Callable[[int], None] | None = None,
+    on_events: Callable[[pd.DataFrame], None] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Trials ``first .. first+count-1`` of every scheme on the event engine: (summary rows,
-    event rows)."""
+    event rows). With ``on_events`` the event rows are handed to it in batches of at most
+    ``EVENT_BATCH`` rows (plus one trial's) instead, and the returned event frame is empty."""
     with simulating():
-        return _run_trials(exp, first, count, progress)
+        return _run_trials(exp, first, count, progress, on_events)
 
 
-def _run_trials(exp, first, count, progress) -> tuple[pd.DataFrame, pd.DataFrame]:
+#: Event rows collected before they go to ``on_events``.
+EVENT_BATCH = 1 << 16
+
+
+def _run_trials(exp, first, count, progress, on_events) -> tuple[pd.DataFrame, pd.DataFrame]:
     protocols = build(exp)
     cluster = Cluster(exp, steps=max(p.steps for p in protocols))
     summaries: list[pd.DataFrame] = []
@@ -215,12 +249,19 @@ def _run_trials(exp, first, count, progress) -> tuple[pd.DataFrame, pd.DataFrame
         rows: list[tuple] = []
         for trial in range(start, start + n):
             _run_one(exp, protocols, realization.trial(trial), rows, traces)
+            if on_events is not None and len(traces) >= EVENT_BATCH:
+                on_events(_frame(traces, EVENT_COLUMNS))
+                traces = []
             if progress is not None:
                 progress(1)
         # Columnar per block: ~100 bytes a row instead of ~575 as Python tuples.
         summaries.append(_frame(rows, SUMMARY_COLUMNS))
         start += n
     summary = pd.concat(summaries, ignore_index=True) if summaries else _frame([], SUMMARY_COLUMNS)
+    if on_events is not None:
+        if traces:
+            on_events(_frame(traces, EVENT_COLUMNS))
+        traces = []
     return summary, _frame(traces, EVENT_COLUMNS)
 
 

@@ -33,7 +33,8 @@ import yaml
 
 from . import config as cfg
 from .executors import open_executor
-from .results import config_hash, run_problem, write_parquet, write_run
+from .parquet import write_parquet
+from .results import config_hash, run_problem, write_run
 from .runner import run
 from .streams import seed_sequence
 
@@ -171,9 +172,14 @@ def run_point(task: PointTask) -> dict[str, Any]:
     """Run one point and write its run directory atomically. Runs in worker processes."""
     started = time.perf_counter()
     exp = cfg.from_dict(task.point.data, source_dir=task.source_dir)
-    result = run(exp)
     target = Path(task.out_dir)
-    write_run(result, target, argv=["gcsim", "sweep", "point", task.point.id], force=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    events = target.parent / f".{target.name}.events-{os.getpid()}.parquet"  # traces stream here
+    try:
+        result = run(exp, events_to=events)
+        write_run(result, target, argv=["gcsim", "sweep", "point", task.point.id], force=True)
+    finally:
+        events.unlink(missing_ok=True)
     return {"id": task.point.id, "seconds": time.perf_counter() - started}
 
 
