@@ -75,7 +75,13 @@ class TrialRun:
     """
 
     __slots__ = (
-        "counts",
+        "uploaded",
+        "on_chunk",
+        "on_ps",
+        "downloaded",
+        "uploads",
+        "controls",
+        "computed",
         "crash_time",
         "crashed",
         "current",
@@ -121,7 +127,11 @@ class TrialRun:
         self.current = [-1] * workers  # the chunk each worker is computing
         self.running = [not down for down in self.down]  # live and not stopped
         self.crashed = [False] * workers
-        self.counts = {"upload": 0, "download": 0, "messages": 0, "control": 0, "computed": 0}
+        # What the summary counts: floats up and down, upload and control messages, chunks.
+        self.uploaded = self.downloaded = self.uploads = self.controls = self.computed = 0
+        # The two callbacks of nearly every event, bound once; play() unbinds them at the end
+        # (a bound method refers back to the run: kept, it would be a reference cycle).
+        self.on_chunk, self.on_ps = self.chunk_done, self.deliver_to_ps
         shared = network.ps_ingress == "shared"
         self.ingress = simpy.Resource(self.env, capacity=1) if shared else None
         self.delays: dict[int, float] = {}  # network delay by message size
@@ -146,16 +156,16 @@ class TrialRun:
                 raise
         finally:
             env._queue.clear()  # pending timeouts point back at this run: free them now
+            del self.on_chunk, self.on_ps
         decoded = self.finished.triggered
-        counts = self.counts
         return Outcome(
             completion_time=env.now if decoded else math.inf,
             decoded=decoded,
-            upload_floats=counts["upload"],
-            download_floats=counts["download"],
-            messages=counts["messages"],
-            control_messages=counts["control"],
-            chunks_computed=counts["computed"],
+            upload_floats=self.uploaded,
+            download_floats=self.downloaded,
+            messages=self.uploads,
+            control_messages=self.controls,
+            chunks_computed=self.computed,
             result=self.trial.result() if decoded else None,
         )
 
@@ -171,7 +181,7 @@ class TrialRun:
         self.current[worker] = order[step]
         if self.trace:
             self.trace(self.env.now, "chunk_start", worker, order[step], 0)
-        Timeout(self.env, self.step_times[worker][step], worker).callbacks.append(self.chunk_done)
+        Timeout(self.env, self.step_times[worker][step], worker).callbacks.append(self.on_chunk)
 
     def chunk_done(self, event: simpy.Event) -> None:
         """The worker's current chunk is done: report it, then start the next (``start``
@@ -181,7 +191,7 @@ class TrialRun:
             return
         current = self.current
         chunk = current[worker]
-        self.counts["computed"] += 1
+        self.computed += 1
         current[worker] = -1
         now = self.env._now
         if self.trace:
@@ -199,7 +209,7 @@ class TrialRun:
         current[worker] = order[step]
         if self.trace:
             self.trace(now, "chunk_start", worker, order[step], 0)
-        Timeout(self.env, self.step_times[worker][step], worker).callbacks.append(self.chunk_done)
+        Timeout(self.env, self.step_times[worker][step], worker).callbacks.append(self.on_chunk)
 
     def stop(self, worker: int) -> None:
         """The worker computes nothing more; the chunk it was computing is abandoned."""
@@ -229,14 +239,14 @@ class TrialRun:
     # messages ------------------------------------------------------------------------------
 
     def send(self, msg: Message, from_ps: bool) -> None:
-        kind, size, counts = msg.kind, msg.size, self.counts
+        kind, size = msg.kind, msg.size
         if kind == CONTROL:
-            counts["control"] += 1
+            self.controls += 1
         elif kind == UPLOAD:
-            counts["messages"] += 1
-            counts["upload"] += size
+            self.uploads += 1
+            self.uploaded += size
         if from_ps:
-            counts["download"] += size
+            self.downloaded += size
         if self.trace:
             self.trace(self.env.now, f"{kind}_sent", msg.worker, msg.chunk, size)
         if self.ingress is not None and not from_ps:
@@ -246,7 +256,7 @@ class TrialRun:
         if delay is None:
             delay = self.delays[size] = self.network.delay(size)
         arrival = Timeout(self.env, delay, msg)
-        arrival.callbacks.append(self.deliver_to_worker if from_ps else self.deliver_to_ps)
+        arrival.callbacks.append(self.deliver_to_worker if from_ps else self.on_ps)
 
     def through_ingress(self, msg: Message):
         """A shared PS link: messages to the PS are transmitted one at a time, then travel for
