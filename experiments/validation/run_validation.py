@@ -1,6 +1,6 @@
 """The simulator against closed forms (code: simulator/reproduce/validation.py).
 
-    python experiments/validation/run_validation.py [--quick] [--out results/validation]
+python experiments/validation/run_validation.py [--quick] [--out results/validation]
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ def main() -> None:
     checks, figures = run_validation(args.out, quick=args.quick)
     for c in checks:
         ks = "-" if math.isnan(c.ks_p) else f"{c.ks_p:.3f}"
-        print(f"{'ok ' if c.holds else 'BAD'} {c.name}: {c.simulated:.4f} +- {c.stderr:.4f} "
-              f"vs {c.analytic:.4f} (z = {c.z:+.2f}, KS p = {ks})")
+        print(
+            f"{'ok ' if c.holds else 'BAD'} {c.name}: {c.simulated:.4f} +- {c.stderr:.4f} "
+            f"vs {c.analytic:.4f} (z = {c.z:+.2f}, KS p = {ks})"
+        )
     print("figures:", *map(str, figures[::2]))
 
 
