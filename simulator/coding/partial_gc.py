@@ -55,7 +55,7 @@ def coefficients(
             by_size.setdefault(len(rows), []).append(chunk)
     for size, chunks in by_size.items():
         stack = decoder[:, np.array([holders[c] for c in chunks])]  # (ell, n, size)
-        stack = np.moveaxis(stack, 1, 0)  # (n, ell, size)
+        stack = stack.transpose(1, 0, 2)  # (n, ell, size): np.moveaxis's view, without its checks
         singular = np.linalg.svd(stack, compute_uv=False)
         rank = min(ell, size)
         worst = max(worst, float(np.max(singular[:, 0] / singular[:, rank - 1])))
