@@ -21,6 +21,7 @@ import ctypes
 import functools
 import gc
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,13 +29,21 @@ from pathlib import Path
 
 def _blas_libraries() -> list[tuple[ctypes.CDLL, str]]:
     """Loaded OpenBLAS libraries (NumPy's, SciPy's once imported) and their thread-count
-    function pattern. The memory map is read on every call: SciPy may load its copy later."""
-    try:
-        maps = Path("/proc/self/maps").read_text().splitlines()
-    except OSError:
-        return []
-    paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
-    return [found for path in paths if (found := _thread_functions(path)) is not None]
+    function pattern. Reading the memory map costs milliseconds, so it is read again only when
+    modules were imported since (SciPy loads its own copy on import)."""
+    global _scanned
+    if _scanned is None or _scanned[0] != len(sys.modules):
+        try:
+            maps = Path("/proc/self/maps").read_text().splitlines()
+        except OSError:
+            maps = []
+        paths = sorted({line.split()[-1] for line in maps if "openblas" in line.lower()})
+        found = [f for path in paths if (f := _thread_functions(path)) is not None]
+        _scanned = (len(sys.modules), found)
+    return _scanned[1]
+
+
+_scanned: tuple[int, list[tuple[ctypes.CDLL, str]]] | None = None  # (modules then, libraries)
 
 
 @functools.cache
