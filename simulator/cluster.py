@@ -10,6 +10,7 @@ steps, it never changes the steps a smaller load reads.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,12 @@ class TrialDraw:
     step_times: np.ndarray  # (workers, steps)
     down: np.ndarray  # (workers,)
     crash_time: np.ndarray  # (workers,)
+
+    @functools.cached_property
+    def lists(self) -> tuple[list[list[float]], list[bool], list[float]]:
+        """(step_times, down, crash_time) as Python lists, the event engine's clock values:
+        converted once per trial, shared by every scheme."""
+        return self.step_times.tolist(), self.down.tolist(), self.crash_time.tolist()
 
 
 class Sampler:

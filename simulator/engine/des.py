@@ -120,9 +120,8 @@ class TrialRun:
         self.finished = self.env.event()
         self.decided = False  # finished.triggered, as a plain attribute (read on every event)
         self.workers = workers = len(orders)
-        self.down = draw.down.tolist()
-        self.crash_time = draw.crash_time.tolist()
-        self.step_times = draw.step_times.tolist()  # Python floats on the clock: same values
+        # Python floats on the clock (the same values), converted once per trial for all schemes
+        self.step_times, self.down, self.crash_time = draw.lists
         self.position = [0] * workers  # index in its order of the chunk each worker is on
         self.current = [-1] * workers  # the chunk each worker is computing
         self.running = [not down for down in self.down]  # live and not stopped
