@@ -47,9 +47,8 @@ import simpy
 from . import config as cfg
 from .cluster import Cluster
 from .coding.registry import build
-from .engine.des import simulate
 from .engine.fast import run_trials_fast
-from .runner import run_trials
+from .runner import run_trials, simulate_row
 from .tuning import blas_threads
 
 DEFAULT_SIZES: tuple[tuple[int, int], ...] = ((20, 4), (200, 10), (1000, 10))
@@ -163,14 +162,7 @@ def des_events(exp: cfg.Experiment, first: int, count: int) -> list[tuple[int, C
         live = int((~draw.down).sum())
         for protocol in protocols:
             with counting_events() as counts:
-                simulate(
-                    protocol.new_trial(draw.down, None),
-                    protocol.orders,
-                    draw,
-                    exp.cluster.network,
-                    None,
-                    exp.cluster.failures.detect_timeout,
-                )
+                simulate_row(exp, protocol, draw, None, None)
             out.append((live, Counter(counts)))
     return out
 

@@ -71,7 +71,7 @@ def write_run(
         )
         write_parquet(result.summary, staging / "summary.parquet", SUMMARY_COLUMNS)
         if result.events_file is not None:  # streamed to disk during the run
-            os.replace(result.events_file, staging / "events.parquet")
+            shutil.move(result.events_file, staging / "events.parquet")  # any filesystem
         else:
             write_parquet(result.events, staging / "events.parquet", EVENT_COLUMNS)
         manifest = {

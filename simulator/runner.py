@@ -122,12 +122,11 @@ def run(
     """
     started = time.perf_counter()
     traced = min(exp.output.events_trials, exp.trials) if events_to is not None else 0
-    parts, stream = [], None
-    if events_to is not None:
-        stream = ParquetStream(events_to, schema_of(EVENT_COLUMNS))
+    head = None  # the traced trials' rows, when their traces stream to disk
+    stream = ParquetStream(events_to, schema_of(EVENT_COLUMNS)) if events_to else None
     try:
         if traced:
-            parts.append(run_range(exp, 0, traced, progress, on_events=stream.append)[0])
+            head, _ = run_range(exp, 0, traced, progress, on_events=stream.append)
         if jobs == 1 and dask is None:
             summary, events = run_range(exp, traced, exp.trials - traced, progress)
             executor = "in process"
@@ -136,8 +135,8 @@ def run(
     finally:
         if stream is not None:
             stream.close()
-    if parts:
-        summary = pd.concat([*parts, summary], ignore_index=True)
+    if head is not None:
+        summary = pd.concat([head, summary], ignore_index=True)
     elapsed = time.perf_counter() - started
     timings = {"simulate_seconds": elapsed, "trials_per_second": exp.trials / elapsed}
     result = RunResult(exp, summary, events, timings)
