@@ -175,6 +175,10 @@ class Data(Strict):
 class Output(Strict):
     events_trials: Annotated[int, Field(ge=0)] = 10
     """Event traces are kept for the first this-many trials only."""
+    decode_cond: bool = True
+    """Compute ``decode_cond``, the condition number of what each decode inverted. false
+    writes NaN and skips the solves behind it: for original_gc that is a dense SVD of an
+    (m - s) x m matrix per trial (about 0.1 s at m = 1000, most of such a run)."""
 
 
 # --------------------------------------------------------------------------------------------

@@ -289,6 +289,8 @@ def simulate_row(exp, protocol: Protocol, draw, grads, truth, recorder=None) -> 
     error, used, condition, left = float("nan"), 0, float("nan"), float("nan")
     if outcome.result is not None:
         used, condition = outcome.result.chunks_used, outcome.result.cond
+        if not protocol.conditioning:
+            condition = float("nan")  # also where it is free (1.0): "not computed", uniformly
         left = outcome.result.residual
         if truth is not None:
             error = rel_error(outcome.result.estimate, truth)

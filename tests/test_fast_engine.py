@@ -203,6 +203,20 @@ def test_uneven_split_fixed_failures_slowdown_and_no_gradients():
     assert des.rel_error.isna().all()
 
 
+@pytest.mark.parametrize("gradients", ["gaussian", "none"])
+def test_decode_cond_off_is_nan_and_changes_nothing_else(gradients):
+    """output.decode_cond: false skips the condition numbers (an SVD per trial for original_gc)
+    in both engines; every other column keeps its bits, estimates included."""
+    on = experiment(grid_schemes(deadlines=(2.0,)), gradients=gradients, trials=40, seed=9)
+    off = on.model_copy(update={"output": on.output.model_copy(update={"decode_cond": False})})
+    des_on, _ = run_trials(on, 0, on.trials)
+    des_off = check(off)
+    assert des_off.decode_cond.isna().all()
+    assert des_on.decode_cond.notna().any()
+    rest = [c for c in SUMMARY_COLUMNS if c != "decode_cond"]
+    pd.testing.assert_frame_equal(des_off[rest], des_on[rest])
+
+
 def test_ranges_match_the_event_engine_across_block_boundaries():
     exp = experiment(grid_schemes(deadlines=(2.0,)), trials=400, gradients="none")
     check(exp, first=230, count=50)  # crosses the 256-trial realization block

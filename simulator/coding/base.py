@@ -104,6 +104,8 @@ class Protocol:
         self.chunks = exp.chunks
         self.dim = exp.data.dim
         self.seed = exp.seed
+        self.conditioning = exp.output.decode_cond
+        """Whether decodes report their condition number (``output.decode_cond``)."""
         self.orders: list[list[int]] = []
 
     def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:

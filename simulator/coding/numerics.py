@@ -111,14 +111,14 @@ def null_space_code(
     return code
 
 
-def sum_weights(code_rows: np.ndarray) -> tuple[np.ndarray, float]:
-    """Weights a with a @ code_rows = 1 (least squares), and the rows' condition number.
+def sum_weights(code_rows: np.ndarray) -> np.ndarray:
+    """Weights a with a @ code_rows = 1 (least squares).
 
     With coded uploads y = code_rows @ G, ``a @ y`` is the sum of the chunk gradients whenever
     the all-ones vector lies in the row span.
     """
     weights, *_ = np.linalg.lstsq(code_rows.T, np.ones(code_rows.shape[1]), rcond=None)
-    return weights, cond(code_rows)
+    return weights
 
 
 def block_sum_target(chunks: int, ell: int) -> np.ndarray:

@@ -130,22 +130,27 @@ class OriginalGC(Protocol):
         """(combination D, condition number, coefficient residual) for these uploads.
 
         ``weights=False`` skips D where it is a separate solve (no gradients: only the condition
-        number reaches the summary; the least-squares branch needs D for its residual)."""
+        number reaches the summary; the least-squares branch needs D for its residual). Without
+        ``conditioning`` the condition number is NaN and its SVD is skipped."""
         if len(workers) < self.needed or self.spec.construction == "generic":
             combination, left = least_squares_combination(self.encoder[workers])
             condition = float("nan")
-            if workers:
+            if workers and self.conditioning:
                 flat = self.encoder[workers].reshape(len(workers), -1)
                 singular = np.linalg.svd(flat, compute_uv=False)
                 condition = float(singular[0] / singular[-1]) if singular[-1] > 0 else np.inf
             return combination, condition, left
+        condition = float("nan")
         if self.polynomial is not None:
             combination = self.polynomial.decoder(workers) if weights else None
-            return combination, self.polynomial.decode_cond(workers), 0.0
+            if self.conditioning:
+                condition = self.polynomial.decode_cond(workers)
+            return combination, condition, 0.0
+        if self.conditioning:
+            condition = cond(self.code[workers])
         if not weights:
-            return None, cond(self.code[workers]), 0.0
-        combination, condition = sum_weights(self.code[workers])
-        return combination[None, :], condition, 0.0
+            return None, condition, 0.0
+        return sum_weights(self.code[workers])[None, :], condition, 0.0
 
     def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:
         return OriginalTrial(self, grads)

@@ -36,19 +36,25 @@ from .numerics import block_length, join_blocks, split_blocks
 
 
 def coefficients(
-    decoder: np.ndarray, holders: list[list[int]], inverses: bool = True
+    decoder: np.ndarray,
+    holders: list[list[int]],
+    inverses: bool = True,
+    conditioning: bool = True,
 ) -> tuple[list[np.ndarray] | None, float]:
     """A_i = pinv(C[:, R_i]) for every chunk, and the worst condition number of the C[:, R_i].
 
     Chunks with no holder get an empty (0 x ell) block. Chunks are batched by |R_i| so the
     pseudo-inverses are computed as stacks. ``inverses=False`` returns None for the A_i: without
     gradients only the condition number is reported, and the pseudo-inverses cost as much again.
+    ``conditioning=False`` returns NaN for the condition number and skips its SVDs.
     """
     ell = decoder.shape[0]
+    if not conditioning and not inverses:
+        return None, float("nan")
     if ell == 1 and not inverses:
         return None, 1.0  # a 1 x |R_i| row has one singular value: cond is exactly 1
     out: list[np.ndarray] = [np.zeros((0, ell))] * len(holders)
-    worst = 1.0
+    worst = 1.0 if conditioning else float("nan")
     by_size: dict[int, list[int]] = {}
     for chunk, rows in enumerate(holders):
         if rows:
@@ -56,9 +62,10 @@ def coefficients(
     for size, chunks in by_size.items():
         stack = decoder[:, np.array([holders[c] for c in chunks])]  # (ell, n, size)
         stack = stack.transpose(1, 0, 2)  # (n, ell, size): np.moveaxis's view, without its checks
-        singular = np.linalg.svd(stack, compute_uv=False)
-        rank = min(ell, size)
-        worst = max(worst, float(np.max(singular[:, 0] / singular[:, rank - 1])))
+        if conditioning:
+            singular = np.linalg.svd(stack, compute_uv=False)
+            rank = min(ell, size)
+            worst = max(worst, float(np.max(singular[:, 0] / singular[:, rank - 1])))
         if inverses:
             for chunk, inverse in zip(chunks, np.linalg.pinv(stack), strict=True):
                 out[chunk] = inverse  # (size, ell)
@@ -150,7 +157,9 @@ class PartialTrial(Trial):
         self.round += 1
         self.uploads = {}
         p = self.protocol
-        coefs, self.cond = coefficients(p.decoder, self.known, self.blocks is not None)
+        coefs, self.cond = coefficients(
+            p.decoder, self.known, self.blocks is not None, p.conditioning
+        )
         per_worker: dict[int, list[tuple[int, int]]] = {}  # worker -> (chunk, row of A_chunk)
         for chunk, rows in enumerate(self.known):
             for position, worker in enumerate(rows):

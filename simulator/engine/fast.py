@@ -646,7 +646,8 @@ class _Original(_Evaluator):
         solve = decoded & ~exact  # least squares on what arrived by T
         if self.any_needed:
             rows.residual = np.where(exact, 0.0, rows.residual)
-            rows.cond[exact] = self.exact_conditions(order[exact, :needed])
+            if p.conditioning:
+                rows.cond[exact] = self.exact_conditions(order[exact, :needed])
         else:
             solve = decoded
         for t in np.nonzero(solve)[0]:
@@ -764,7 +765,8 @@ class _Partial(_Holders):
         rows.upload = rows.messages * self.size
         short = np.maximum(0, ell - copies).sum(axis=1)
         rows.residual = np.where(decoded, short.astype(float), np.nan)
-        rows.cond = np.where(decoded, self.conditioning(held, known, copies), np.nan)
+        if p.conditioning:
+            rows.cond = np.where(decoded, self.conditioning(held, known, copies), np.nan)
         # An exact plan is unambiguous when the root is the only completion at its instant;
         # at the decode instant only the zero-delay cascade of the root may share the time
         # (a deadline is inclusive: nothing at T is ambiguous).
@@ -779,7 +781,7 @@ class _Partial(_Holders):
 
         def estimate(t: int, grads: np.ndarray) -> np.ndarray:
             known_t = self.known_lists(held[t], copies[t])
-            coefs, _ = coefficients(decoder, known_t)
+            coefs, _ = coefficients(decoder, known_t, conditioning=False)
             by_worker: dict[int, tuple[list[int], list[np.ndarray]]] = {}
             for chunk, workers in enumerate(known_t):
                 for position, worker in enumerate(workers):
@@ -1013,7 +1015,9 @@ def _run_block(
         "control_messages": np.stack([r.control for r in results], axis=1),
         "chunks_computed": np.stack([r.computed for r in results], axis=1),
         "chunks_used": np.stack([r.used for r in results], axis=1),
-        "decode_cond": np.stack([r.cond for r in results], axis=1).astype(float),
+        "decode_cond": np.stack([r.cond for r in results], axis=1).astype(float)
+        if exp.output.decode_cond
+        else np.full((n, schemes), np.nan),
         "residual": np.stack([r.residual for r in results], axis=1).astype(float),
     }
     replay = np.stack([r.suspect for r in results], axis=1) | block.stalled[:, None]
