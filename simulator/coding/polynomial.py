@@ -65,8 +65,16 @@ def cyclic_holds(m: int, load: int) -> np.ndarray:
 
 
 def vandermonde(points: np.ndarray, columns: int) -> np.ndarray:
-    """V[r, c] = points[r] ** c, c = 0..columns-1 (monomial basis, ascending powers)."""
-    return np.vander(points, columns, increasing=True)
+    """V[..., r, c] = points[..., r] ** c, c = 0..columns-1 (monomial basis, ascending powers),
+    for one set of points or a stack of them. The powers are sequential products, as
+    ``np.vander(points, columns, increasing=True)`` computes them: the same bits."""
+    out = np.empty(points.shape + (columns,))
+    if columns > 0:
+        out[..., 0] = 1
+    if columns > 1:
+        out[..., 1:] = points[..., None]
+        np.multiply.accumulate(out[..., 1:], out=out[..., 1:], axis=-1)
+    return out
 
 
 class PolynomialCode:

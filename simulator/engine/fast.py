@@ -545,9 +545,6 @@ class _MultiMessage(_Holders):
 # --------------------------------------------------------------------------------------------
 # original_gc: one coded upload after all chunks; any m - s decode, or least squares at T
 
-#: Bytes of matrices one batched SVD may hold (original_gc conditioning).
-_SVD_BATCH_BYTES = 32 * 2**20
-
 
 class _Original(_Evaluator):
     def __init__(self, protocol: Protocol, exp: cfg.Experiment):
@@ -583,30 +580,9 @@ class _Original(_Evaluator):
 
     def exact_conditions(self, rows: np.ndarray) -> np.ndarray:
         """decode_cond of exact decodes from m - s uploads (rows: (count, m - s) workers in
-        arrival order), batched: the matrices ``OriginalGC.decoder`` takes the condition
-        number of (the code's rows, or the Vandermonde matrix of the points), the same
-        ``svd`` per matrix, so the same numbers."""
-        p = self.p
-        count, needed = rows.shape
-        if p.polynomial is None:
-            matrices = p.code  # sum_weights(code[workers]) -> cond(code[workers])
-            width = p.code.shape[1]
-        else:
-            points = p.polynomial.points  # decode_cond: cond(vander(points[rows], n))
-            width = needed
-        out = np.empty(count)
-        step = max(1, _SVD_BATCH_BYTES // (8 * needed * width))
-        for lo in range(0, count, step):
-            part = rows[lo : lo + step]
-            if p.polynomial is None:
-                stack = matrices[part]
-            else:
-                stack = _vander(points[part], needed)
-            singular = np.linalg.svd(stack, compute_uv=False)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = singular[:, 0] / singular[:, -1]
-            out[lo : lo + step] = np.where(singular[:, -1] > 0, ratio, INF)
-        return out
+        arrival order): the protocol's own, a function of each set, computed once per set."""
+        sets, which = np.unique(np.sort(rows, axis=1), axis=0, return_inverse=True)
+        return self.p.exact_conditions(sets)[which.ravel()]
 
     def evaluate(self, block: _Block) -> _Rows:
         p, n = self.p, block.n
@@ -668,18 +644,6 @@ class _Original(_Evaluator):
 
         rows.estimate = estimate
         return rows
-
-
-def _vander(points: np.ndarray, columns: int) -> np.ndarray:
-    """``np.vander(x, columns, increasing=True)`` for a stack of x, by the same sequential
-    products (so the same bits)."""
-    out = np.empty(points.shape + (columns,))
-    if columns > 0:
-        out[..., 0] = 1
-    if columns > 1:
-        out[..., 1:] = points[..., None]
-        np.multiply.accumulate(out[..., 1:], out=out[..., 1:], axis=-1)
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -781,7 +745,7 @@ class _Partial(_Holders):
 
         def estimate(t: int, grads: np.ndarray) -> np.ndarray:
             known_t = self.known_lists(held[t], copies[t])
-            coefs, _ = coefficients(decoder, known_t, conditioning=False)
+            coefs = coefficients(decoder, known_t)
             by_worker: dict[int, tuple[list[int], list[np.ndarray]]] = {}
             for chunk, workers in enumerate(known_t):
                 for position, worker in enumerate(workers):
@@ -818,7 +782,7 @@ class _Partial(_Holders):
         return np.where(copies >= 2, approx, np.where(copies >= 1, 1.0, -INF))
 
     def conditioning(self, held: np.ndarray, known: np.ndarray, copies: np.ndarray) -> np.ndarray:
-        """Worst condition number of the C[:, R_i] (at least 1), as ``coefficients`` computes
+        """Worst condition number of the C[:, R_i] (at least 1), as ``worst_condition`` computes
         it: the SVD of the same matrices (columns in the order the PS learned of them).
 
         ell = 1: a 1 x r matrix has one singular value, so every ratio is exactly 1. ell = 2:
