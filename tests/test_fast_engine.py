@@ -214,7 +214,7 @@ def test_decode_cond_off_is_nan_and_changes_nothing_else(gradients):
     assert des_off.decode_cond.isna().all()
     assert des_on.decode_cond.notna().any()
     rest = [c for c in SUMMARY_COLUMNS if c != "decode_cond"]
-    pd.testing.assert_frame_equal(des_off[rest], des_on[rest])
+    pd.testing.assert_frame_equal(des_off[rest], des_on[rest], check_exact=True)
 
 
 def test_ranges_match_the_event_engine_across_block_boundaries():

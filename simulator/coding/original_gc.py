@@ -36,9 +36,11 @@ from .numerics import (
 )
 from .polynomial import PolynomialCode, evaluation_points, vandermonde
 
-#: Exact decodes' condition numbers are kept per set of uploaders while all the sets fit in this
-#: many worker indices (sets x (m - s)): 1,140 sets of 17 at m = 20, none at m = 1000.
-_SET_CACHE_INDICES = 2**22
+#: Exact decodes' condition numbers are kept per set of uploaders while there are at most this
+#: many sets, holding at most _SET_CACHE_INDICES worker indices in all (about 12 MiB): 1,140 sets
+#: of 17 at m = 20, s = 3; none at m = 1000, s = 9.
+_SET_CACHE_SETS = 2**15
+_SET_CACHE_INDICES = 2**20
 #: Bytes of matrices one batched SVD may hold.
 _SVD_BATCH_BYTES = 32 * 2**20
 
@@ -102,7 +104,8 @@ class OriginalGC(Protocol):
         self.orders = scheme_orders(spec, exp, label)
         self.set_conds: dict[tuple[int, ...], float] = {}  # see exact_condition
         sets = math.comb(self.workers, self.workers - self.needed)
-        self.cached_sets = sets if sets * self.needed <= _SET_CACHE_INDICES else 0
+        few = sets <= _SET_CACHE_SETS and sets * self.needed <= _SET_CACHE_INDICES
+        self.cached_sets = sets if few else 0
         self.polynomial = None
         if spec.construction == "random":
             rng = generator(self.seed, "code", label)

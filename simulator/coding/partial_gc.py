@@ -190,14 +190,20 @@ class PartialTrial(Trial):
 _COND_CACHE = 2**16
 
 
-def _ordered_lists(orders: list[list[int]], chunks: int, ell: int) -> int:
-    """How many ordered holder lists R_i of ell or more workers the chunks have: the keys
-    ``worst_condition`` may keep."""
+def _ordered_lists(orders: list[list[int]], chunks: int, shortest: int, limit: int) -> int:
+    """How many ordered holder lists R_i of at least ``shortest`` workers the chunks have (the
+    keys ``worst_condition`` may keep), or 0 once that passes ``limit``."""
     holders = [0] * chunks
     for order in orders:
         for chunk in order:
             holders[chunk] += 1
-    return sum(math.perm(h, k) for h in holders for k in range(ell, h + 1))
+    total = 0
+    for h in holders:
+        for k in range(shortest, h + 1):
+            total += math.perm(h, k)
+            if total > limit:
+                return 0
+    return total
 
 
 class PartialGC(Protocol):
@@ -225,9 +231,9 @@ class PartialGC(Protocol):
             for worker, order in enumerate(self.orders)
         ]
         self.conds: dict[tuple[int, ...], float] = {}  # see worst_condition
-        self.cached_conds = _ordered_lists(self.orders, self.chunks, spec.ell)
-        if self.cached_conds > _COND_CACHE:
-            self.cached_conds = 0
+        # An approximate plan may hold chunks with fewer than ell known holders.
+        shortest = spec.ell if self.exact else 1
+        self.cached_conds = _ordered_lists(self.orders, self.chunks, shortest, _COND_CACHE)
 
     def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:
         return PartialTrial(self, grads)
@@ -256,7 +262,8 @@ class PartialGC(Protocol):
         for chunks, stack in _stacks(self.decoder, missing):
             singular = np.linalg.svd(stack, compute_uv=False)
             rank = min(ell, stack.shape[2])
-            fresh = (singular[:, 0] / singular[:, rank - 1]).tolist()
+            with np.errstate(divide="ignore", invalid="ignore"):  # an all-zero C[:, R_i]
+                fresh = (singular[:, 0] / singular[:, rank - 1]).tolist()
             ratios.setdefault(stack.shape[2], []).extend(fresh)
             for chunk, ratio in zip(chunks, fresh, strict=True):
                 if len(known) < self.cached_conds:

@@ -208,8 +208,9 @@ class PolynomialCode:
 
     def decode_cond(self, workers: Sequence[int]) -> float:
         """2-norm condition number of the system the PS solves: the monomial Vandermonde matrix
-        (len(workers) x n) of the received points (rectangular for more than n workers)."""
-        rows = self._check_workers(workers, self.needed)
+        (len(workers) x n) of the received points (rectangular for more than n workers), rows
+        in worker order: a function of the set, as original_gc reports it."""
+        rows = np.sort(self._check_workers(workers, self.needed))
         return cond(vandermonde(self.points[rows], self.needed))
 
     # -- approximate decoding ---------------------------------------------------------------

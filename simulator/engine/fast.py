@@ -27,10 +27,10 @@ atoms (deterministic, empirical) tie all the time: ``fast_problems`` refuses the
 scheme is insensitive to ties (uncoded).
 
 Numbers (``rel_error``, ``decode_cond``, ``residual`` of least-squares decoders) come from the
-same protocol objects and functions the event engine calls, with the same arguments in the
-same order, so they agree to the last bit in practice. What is vectorised is batched SVDs of
-the same matrices (original_gc's condition numbers; partial_gc's, where a closed form first
-picks the chunks whose SVD can be the largest).
+same protocol objects and functions the event engine calls, on the same matrices, so they
+agree to the last bit in practice. What is vectorised is batched SVDs of the same matrices
+(original_gc's condition numbers, asked of the protocol once per distinct set of uploaders;
+partial_gc's, where a closed form first picks the chunks whose SVD can be the largest).
 """
 
 from __future__ import annotations
@@ -730,7 +730,7 @@ class _Partial(_Holders):
         short = np.maximum(0, ell - copies).sum(axis=1)
         rows.residual = np.where(decoded, short.astype(float), np.nan)
         if p.conditioning:
-            rows.cond = np.where(decoded, self.conditioning(held, known, copies), np.nan)
+            rows.cond = np.where(decoded, self.worst_conditions(held, known, copies), np.nan)
         # An exact plan is unambiguous when the root is the only completion at its instant;
         # at the decode instant only the zero-delay cascade of the root may share the time
         # (a deadline is inclusive: nothing at T is ambiguous).
@@ -781,7 +781,9 @@ class _Partial(_Holders):
         copies = known.sum(axis=-1)
         return np.where(copies >= 2, approx, np.where(copies >= 1, 1.0, -INF))
 
-    def conditioning(self, held: np.ndarray, known: np.ndarray, copies: np.ndarray) -> np.ndarray:
+    def worst_conditions(
+        self, held: np.ndarray, known: np.ndarray, copies: np.ndarray
+    ) -> np.ndarray:
         """Worst condition number of the C[:, R_i] (at least 1), as ``worst_condition`` computes
         it: the SVD of the same matrices (columns in the order the PS learned of them).
 
