@@ -90,19 +90,22 @@ def run_command(
 
     exp = _load(config, overrides)
     target = Path(out) if out else default_run_dir(exp)
-    # Event traces stream to a hidden file beside the target (bounded memory, whatever
-    # output.events_trials is); write_run moves it into the run directory.
+    # The summary and the event traces stream to hidden files beside the target (memory
+    # bounded whatever the trials and output.events_trials); write_run moves them into the run
+    # directory. On any failure or interrupt they are removed.
     events = target.parent / f".{target.name}.events-{os.getpid()}.parquet"
+    summary = target.parent / f".{target.name}.summary-{os.getpid()}.parquet"
     try:
         try:
             check_writable(target, force)
             target.parent.mkdir(parents=True, exist_ok=True)
-            result = _run_with_progress(exp, quiet, jobs, dask, events)
+            result = _run_with_progress(exp, quiet, jobs, dask, events, summary)
         except cfg.ConfigError as exc:  # e.g. an empirical data file that cannot be read
             _fail(exc.lines())
         path = write_run(result, target, argv=["gcsim", *sys.argv[1:]], force=force)
     finally:
         events.unlink(missing_ok=True)
+        summary.unlink(missing_ok=True)
     if not quiet:
         console = Console()
         if not console.is_terminal:
@@ -132,11 +135,14 @@ def _run_with_progress(
     jobs: int = 1,
     dask: str | None = None,
     events_to: Path | None = None,
+    summary_to: Path | None = None,
 ) -> RunResult:
     with progress_bar(quiet) as bar:
         task = bar.add_task(f"{exp.name}: trials", total=exp.trials)
         advance = lambda n: bar.advance(task, n)  # noqa: E731
-        return run(exp, progress=advance, jobs=jobs, dask=dask, events_to=events_to)
+        return run(
+            exp, progress=advance, jobs=jobs, dask=dask, events_to=events_to, summary_to=summary_to
+        )
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -150,7 +156,8 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 def scheme_table(result: RunResult) -> Table:
-    """The per-scheme terminal table."""
+    """The per-scheme terminal table (``RunResult.table()``: read from a streamed summary's file
+    one column at a time)."""
     table = Table(
         title=f"{result.config.name}: {result.config.trials} trials, seed {result.config.seed}",
         title_justify="left",

@@ -56,7 +56,9 @@ def check_writable(out: Path, force: bool) -> None:
 def write_run(
     result: RunResult, out: Path, argv: list[str] | None = None, force: bool = False
 ) -> Path:
-    """Write a run directory atomically and return its path."""
+    """Write a run directory atomically and return its path. A summary or event trace the run
+    streamed to disk (``result.summary_file``, ``result.events_file``) is moved into it, not
+    rewritten, and the result then names the file in the run directory."""
     out = Path(out)
     check_writable(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -69,9 +71,12 @@ def write_run(
         (staging / "config.yaml").write_text(
             yaml.safe_dump(exp.resolved(), sort_keys=False), encoding="utf-8"
         )
-        write_parquet(result.summary, staging / "summary.parquet", SUMMARY_COLUMNS)
+        if result.summary_file is not None:  # streamed to disk during the run
+            _place(result.summary_file, staging / "summary.parquet", result.files_placed)
+        else:
+            write_parquet(result.summary, staging / "summary.parquet", SUMMARY_COLUMNS)
         if result.events_file is not None:  # streamed to disk during the run
-            shutil.move(result.events_file, staging / "events.parquet")  # any filesystem
+            _place(result.events_file, staging / "events.parquet", result.files_placed)
         else:
             write_parquet(result.events, staging / "events.parquet", EVENT_COLUMNS)
         manifest = {
@@ -102,7 +107,22 @@ def write_run(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    # The streamed files now live in the run directory: the result reads them from there.
+    if result.summary_file is not None:
+        result.summary_file = out / "summary.parquet"
+    if result.events_file is not None:
+        result.events_file = out / "events.parquet"
+    result.files_placed = result.summary_file is not None or result.events_file is not None
     return out
+
+
+def _place(source: Path, target: Path, copy: bool) -> None:
+    """A streamed file into the staging directory: moved (any filesystem), or copied when it
+    already belongs to a run directory written before."""
+    if copy:
+        shutil.copyfile(source, target)
+    else:
+        shutil.move(source, target)
 
 
 CHECKED_FILES = ("config.yaml", "summary.parquet", "events.parquet")

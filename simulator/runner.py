@@ -1,13 +1,18 @@
 """Running an experiment: trials of every scheme on shared realizations, into plain tables.
 
-``run(exp)`` is the Python API behind ``gcsim run``; it writes nothing (see ``results.py``).
+``run(exp)`` is the Python API behind ``gcsim run``; it writes nothing but the files it is
+asked to stream the summary and traces to (``summary_to``, ``events_to``; see ``results.py``).
 Trials are independent given their realization, so ``run_trials`` evaluates any range of them
 and the result for a trial never depends on which range, process or machine computed it.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import itertools
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from . import config as cfg
 from .cluster import Cluster, gradients
@@ -57,45 +63,142 @@ EVENT_COLUMNS = {
 class RunResult:
     """What a run produced: one summary row per (scheme, trial), the event traces, timings.
     A run that streamed its traces to disk (``run(..., events_to=path)``) has an empty
-    ``events`` frame and the file in ``events_file``."""
+    ``events`` frame and the file in ``events_file``. A run that streamed its summary
+    (``run(..., summary_to=path)``) holds none: ``summary_file`` names the file, ``summary``
+    reads it back whole and ``table()`` reads it a column at a time. ``results.write_run``
+    moves streamed files into the run directory and points these attributes at them there."""
 
     config: cfg.Experiment
-    summary: pd.DataFrame
+    summary: pd.DataFrame  # a property (below): the frame held, or read from summary_file
     events: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
     engine: str = "des"
     executor: str = "in process"
     events_file: Path | None = None
+    summary_file: Path | None = None
+    #: Set by ``results.write_run`` once the streamed files are in a run directory: writing
+    #: the result again copies them instead of moving them out of it.
+    files_placed: bool = field(default=False, repr=False)
 
     def table(self) -> pd.DataFrame:
-        """Per-scheme statistics, in config order: the numbers the terminal table shows."""
-        return scheme_table(self.summary)
+        """Per-scheme statistics, in config order: the numbers the terminal table shows. A
+        streamed summary is read from ``summary_file`` one column at a time
+        (``scheme_table_of_file``), giving the same numbers as ``scheme_table`` of the frame."""
+        if self._summary is None and self.summary_file is not None:
+            return scheme_table_of_file(self.summary_file)
+        return scheme_table(self._summary)
+
+    def __repr__(self) -> str:
+        # The dataclass repr, without reading a streamed summary.
+        parts = []
+        for name in ("config", "summary", "events", "timings", "engine", "executor",
+                     "events_file", "summary_file"):  # fmt: skip
+            if name == "summary" and self._summary is None:
+                value = f"<not held: {self.summary_file}>"
+            else:
+                value = repr(getattr(self, name))
+            parts.append(f"{name}={value}")
+        return f"RunResult({', '.join(parts)})"
+
+
+def _get_summary(self: RunResult) -> pd.DataFrame:
+    if self._summary is None and self.summary_file is not None:
+        return read_summary(self.summary_file)
+    return self._summary
+
+
+def _set_summary(self: RunResult, frame: pd.DataFrame | None) -> None:
+    self._summary = frame
+
+
+RunResult.summary = property(  # the dataclass __init__ assigns through the setter
+    _get_summary,
+    _set_summary,
+    doc="""One row per (scheme, trial) (SUMMARY_COLUMNS, trial-major). When the run streamed
+    its summary (``summary_file`` set, nothing held), every access reads the WHOLE file into
+    memory (about 260 bytes a row) and the result does not keep it: keep the frame if you need
+    it twice. ``table()`` gives the per-scheme statistics without loading it.""",
+)
+
+
+def read_summary(path: Path) -> pd.DataFrame:
+    """A summary parquet file as the frame ``run`` would have held (same dtypes)."""
+    return pd.read_parquet(path).astype(SUMMARY_COLUMNS)
 
 
 def scheme_table(summary: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for scheme, group in summary.groupby("scheme", sort=False):
-        times = group["completion_time"].to_numpy()
-        finite = times[np.isfinite(times)]
-        rows.append(
-            {
-                "scheme": scheme,
-                "protocol": group["protocol"].iloc[0],
-                # Mean and quantiles over all trials: inf where undecoded trials weigh in.
-                "mean_time": float(np.mean(times)),
-                "median_time": _quantile(times, 0.5),
-                "p95_time": _quantile(times, 0.95),
-                "mean_time_decoded": float(np.mean(finite)) if finite.size else float("nan"),
-                "decode_rate": float(group["decoded"].mean()),
-                "mean_upload_floats": float(group["upload_floats"].mean()),
-                "mean_download_floats": float(group["download_floats"].mean()),
-                "mean_messages": float(group["messages"].mean()),
-                "mean_control_messages": float(group["control_messages"].mean()),
-                "mean_rel_error": float(group["rel_error"].mean()),
-                "max_rel_error": float(group["rel_error"].max()),
-            }
-        )
+        row = {"scheme": scheme, "protocol": group["protocol"].iloc[0]}
+        for column in TABLE_COLUMNS:
+            row.update(_column_stats(column, group[column]))
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+#: The summary columns ``scheme_table`` reads (besides scheme and protocol), in output order.
+TABLE_COLUMNS = ("completion_time", "decoded", "upload_floats", "download_floats", "messages",
+                 "control_messages", "rel_error")  # fmt: skip
+
+
+def _column_stats(column: str, values: pd.Series) -> dict[str, float]:
+    """One scheme's statistics of one summary column (``values``: its rows, in file order)."""
+    if column == "completion_time":
+        times = values.to_numpy()
+        finite = times[np.isfinite(times)]
+        return {
+            # Mean and quantiles over all trials: inf where undecoded trials weigh in.
+            "mean_time": float(np.mean(times)),
+            "median_time": _quantile(times, 0.5),
+            "p95_time": _quantile(times, 0.95),
+            "mean_time_decoded": float(np.mean(finite)) if finite.size else float("nan"),
+        }
+    if column == "decoded":
+        return {"decode_rate": float(values.mean())}
+    if column == "rel_error":
+        return {"mean_rel_error": float(values.mean()), "max_rel_error": float(values.max())}
+    return {f"mean_{column}": float(values.mean())}
+
+
+def scheme_table_of_file(path: Path) -> pd.DataFrame:
+    """``scheme_table`` of a summary parquet file without loading it: one column at a time,
+    split by scheme into contiguous arrays, so the same code computes the statistics on the
+    same values in the same order (the same numbers, to the bit; summing them as they stream
+    would change the order, hence the last bits). Peak, only while it runs: one column of
+    every row (8 bytes a row) plus copies of one scheme's part of it (about 14 bytes a row in
+    all with two schemes, 8 + 16 / schemes in general), and a batch of rows."""
+    file = pq.ParquetFile(path, read_dictionary=["scheme", "protocol"])
+    protocols: dict[str, str] = {}  # scheme -> its protocol, in order of first appearance
+    for batch in file.iter_batches(columns=["scheme", "protocol"]):
+        names, _, firsts = _batch_schemes(batch)
+        for name, first in zip(names, firsts, strict=True):
+            protocols.setdefault(name, batch.column(1)[int(first)].as_py())
+    rows = {name: {"scheme": name, "protocol": protocol} for name, protocol in protocols.items()}
+    for column in TABLE_COLUMNS:
+        pieces: dict[str, list[np.ndarray]] = {name: [] for name in protocols}
+        for batch in file.iter_batches(columns=["scheme", column]):
+            names, codes, _ = _batch_schemes(batch)
+            values = batch.column(1).to_numpy(zero_copy_only=False)
+            for code, name in enumerate(names):
+                pieces[name].append(values[codes == code])
+        for name in protocols:  # one scheme's array at a time
+            values = pd.Series(np.concatenate(pieces.pop(name)))
+            rows[name].update(_column_stats(column, values))
+    return pd.DataFrame(list(rows.values()))
+
+
+def _batch_schemes(batch) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """A record batch's schemes in order of first appearance, each row's index into them, and
+    the row where each first appears (the scheme column read dictionary-encoded)."""
+    scheme = batch.column(0)
+    local = scheme.indices.to_numpy()
+    present, firsts = np.unique(local, return_index=True)
+    order = np.argsort(firsts, kind="stable")
+    present, firsts = present[order], firsts[order]
+    remap = np.full(len(scheme.dictionary), -1, dtype=np.int64)
+    remap[present] = np.arange(len(present))
+    names = [scheme.dictionary[int(code)].as_py() for code in present]
+    return names, remap[local], firsts
 
 
 def _quantile(values: np.ndarray, q: float) -> float:
@@ -105,12 +208,24 @@ def _quantile(values: np.ndarray, q: float) -> float:
     return math.inf if math.isnan(value) else value
 
 
+#: Most trials in one range when the summary streams (``run(..., summary_to=...)``): 2**14,
+#: 64 realization blocks. A range's summary rows are what a streamed run holds at once (per
+#: range in flight): 2**14 trials x about 260 bytes (fast; 220-440 des) = 4-7 MB per scheme,
+#: the order of the fast engine's own working set (15-66 MiB) and, up to 16 schemes, no more
+#: rows than the row group a ParquetStream holds anyway (2**18). A range costs a few ms of
+#: set-up (cluster, the fast engine's evaluators, frames; the protocols are planned once per
+#: run), about 0.2-0.3 us a trial at this size: under 10% even of the cheapest fast-engine
+#: trials (2-6 us).
+STREAM_RANGE_TRIALS = 1 << 14
+
+
 def run(
     exp: cfg.Experiment,
     progress: Callable[[int], None] | None = None,
     jobs: int = 1,
     dask: str | None = None,
     events_to: Path | None = None,
+    summary_to: Path | None = None,
 ) -> RunResult:
     """Run every trial of every scheme of ``exp``; ``progress(n)`` is told of finished trials.
 
@@ -119,31 +234,74 @@ def run(
     With ``events_to``, the event traces are written to that parquet file as they are made, in
     batches, instead of being held: the traced trials (the first ``output.events_trials``) then
     run in this process, the rest wherever ``jobs``/``dask`` say. Same bytes either way.
+
+    With ``summary_to``, the summary rows are written to that parquet file instead of being
+    held (``RunResult.summary_file``; ``summary`` reads it back, ``table()`` computes from it):
+    the trials run in ranges of at most ``STREAM_RANGE_TRIALS``, each range's rows written, in
+    trial order, as soon as it and every range before it are done. On an executor at most
+    ``2 * jobs`` ranges are submitted and not yet written at any time (with a remote Dask
+    scheduler, ``jobs`` is that window: give the number of workers). Memory then does not
+    grow with ``exp.trials``, and the file has the bytes ``write_run`` writes from a held
+    summary. On an error the files are closed, holding what was written so far.
     """
     started = time.perf_counter()
     traced = min(exp.output.events_trials, exp.trials) if events_to is not None else 0
-    head = None  # the traced trials' rows, when their traces stream to disk
-    stream = ParquetStream(events_to, schema_of(EVENT_COLUMNS)) if events_to else None
-    try:
-        if traced:
-            head, _ = run_range(exp, 0, traced, progress, on_events=stream.append)
+    bound = STREAM_RANGE_TRIALS if summary_to is not None else None
+    summaries: list[pd.DataFrame] = []  # held rows (summary_to None)
+    event_parts: list[pd.DataFrame] = []  # held traces (events_to None)
+    executor = "in process"
+    with contextlib.ExitStack() as files:  # closes the streams on any exit
+        events = summary = None
+        if events_to is not None:
+            events = ParquetStream(events_to, schema_of(EVENT_COLUMNS))
+            files.callback(events.close)
+        if summary_to is not None:
+            summary = ParquetStream(summary_to, schema_of(SUMMARY_COLUMNS))
+            files.callback(summary.close)
+        keep = summary.append if summary is not None else summaries.append
+
+        def done(rows: pd.DataFrame, traces: pd.DataFrame) -> None:
+            keep(rows)
+            if not traces.empty:
+                event_parts.append(traces)
+
+        plan: list[Protocol] = []  # planned once for every range run in this process
+
+        def here(first: int, count: int, on_events=None) -> None:
+            with simulating():
+                plan[:] = plan or build(exp)
+                done(*run_range(exp, first, count, progress, on_events, plan))
+
+        # The traced trials, when their traces stream: in this process, before the rest.
+        for first, count in _ranges(0, traced, bound):
+            here(first, count, events.append)
         if jobs == 1 and dask is None:
-            summary, events = run_range(exp, traced, exp.trials - traced, progress)
-            executor = "in process"
+            for first, count in _ranges(traced, exp.trials, bound):
+                here(first, count)
         else:
-            summary, events, executor = _run_split(exp, traced, jobs, dask, progress)
-    finally:
-        if stream is not None:
-            stream.close()
-    if head is not None:
-        summary = pd.concat([head, summary], ignore_index=True)
+            executor = _run_split(exp, traced, jobs, dask, progress, done, streaming=bound)
     elapsed = time.perf_counter() - started
     timings = {"simulate_seconds": elapsed, "trials_per_second": exp.trials / elapsed}
-    result = RunResult(exp, summary, events, timings)
+    result = RunResult(exp, _joined(summaries, SUMMARY_COLUMNS) if summary is None else None,
+                       _joined(event_parts, EVENT_COLUMNS), timings)  # fmt: skip
     result.executor = executor
     result.engine = engine_description(exp)
-    result.events_file = events_to
+    result.events_file = None if events_to is None else Path(events_to)
+    result.summary_file = None if summary_to is None else Path(summary_to)
     return result
+
+
+def _joined(parts: list[pd.DataFrame], columns: dict[str, str]) -> pd.DataFrame:
+    if not parts:
+        return _frame([], columns)
+    return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
+
+
+def _ranges(start: int, stop: int, most: int | None) -> list[tuple[int, int]]:
+    """start..stop-1 whole (``most`` None), or in block-aligned ranges of at most ``most``."""
+    if most is None:
+        return [(start, stop - start)] if stop > start else []
+    return trial_ranges(stop, 1, start, most)
 
 
 def chosen_engine(exp: cfg.Experiment) -> str:
@@ -170,27 +328,55 @@ def run_range(
     count: int,
     progress: Callable[[int], None] | None = None,
     on_events: Callable[[pd.DataFrame], None] | None = None,
+    protocols: list[Protocol] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Trials ``first .. first+count-1`` on the chosen engine. The fast engine keeps no event
     traces, so the traced trials (the first ``output.events_trials``) always run on the event
     engine; the two engines give the same rows, so the split never shows in the results. BLAS
-    runs on one thread meanwhile, and the cycle collector lazily (``tuning.simulating``)."""
+    runs on one thread meanwhile, and the cycle collector lazily (``tuning.simulating``).
+    ``protocols``: ``build(exp)`` made already (planning original_gc's code takes seconds at
+    m = 200, so a run plans once for all its ranges); built here otherwise."""
     with simulating():
+        if protocols is None:
+            protocols = build(exp)
         if chosen_engine(exp) == "des":
-            return run_trials(exp, first, count, progress, on_events)
+            return run_trials(exp, first, count, progress, on_events, protocols)
         from .engine.fast import run_trials_fast
 
         traced_end = min(first + count, max(first, exp.output.events_trials))
-        summary, events = run_trials(exp, first, traced_end - first, progress, on_events)
-        rest = run_trials_fast(exp, traced_end, first + count - traced_end, progress)
+        if traced_end == first:  # no traced trial in this range
+            rest = run_trials_fast(exp, first, count, progress, protocols)
+            return rest, _frame([], EVENT_COLUMNS)
+        summary, events = run_trials(exp, first, traced_end - first, progress, on_events, protocols)
+        rest = run_trials_fast(exp, traced_end, first + count - traced_end, progress, protocols)
         return pd.concat([summary, rest], ignore_index=True), events
 
 
-def trial_ranges(trials: int, parts: int, start: int = 0) -> list[tuple[int, int]]:
+def _range_task(exp: cfg.Experiment, first: int, count: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``run_range`` on an executor's worker, which plans once per config: the protocols of
+    the last config a worker thread ran stay with it (``_plans``) for the run's next ranges."""
+    key = (exp.model_dump_json(), str(exp.source_dir))
+    if getattr(_plans, "key", None) != key:
+        _plans.key, _plans.protocols = None, None  # the old plan goes before the new is made
+        with simulating():  # planned as run_range would (one BLAS thread: same bits)
+            _plans.protocols = build(exp)
+        _plans.key = key
+    return run_range(exp, first, count, protocols=_plans.protocols)
+
+
+_plans = threading.local()
+
+
+def trial_ranges(
+    trials: int, parts: int, start: int = 0, most: int | None = None
+) -> list[tuple[int, int]]:
     """(first, count) ranges covering start..trials-1, cut on realization-block boundaries
-    (the first range may start inside a block)."""
+    (the first range may start inside a block): about ``parts`` of them, more if that is what
+    keeps each at most ``most`` trials (rounded down to whole blocks, at least one)."""
     blocks = math.ceil(trials / TRIAL_BLOCK) - start // TRIAL_BLOCK
     per_part = max(1, math.ceil(blocks / max(parts, 1)))
+    if most is not None:
+        per_part = max(1, min(per_part, most // TRIAL_BLOCK))
     ranges, first = [], start
     while first < trials:
         end = min(trials, (first // TRIAL_BLOCK + per_part) * TRIAL_BLOCK)
@@ -199,23 +385,30 @@ def trial_ranges(trials: int, parts: int, start: int = 0) -> list[tuple[int, int
     return ranges
 
 
-def _run_split(exp, start, jobs, dask, progress):
+def _run_split(exp, start, jobs, dask, progress, done, streaming: int | None) -> str:
+    """Trials start.. on an executor; ``done(summary, events)`` gets each range's rows in trial
+    order. ``streaming`` (the most trials a range may hold) also bounds what is in flight:
+    at most 2 x jobs ranges submitted and not yet handed to ``done``, so a range finished out
+    of order waits for the ones before it, and nothing grows with the trials. Without it,
+    every range is submitted at once (4 x jobs ranges: balance, progress)."""
     from .executors import open_executor
 
-    # several ranges per worker: balance, progress
-    ranges = trial_ranges(exp.trials, 4 * jobs, start)
+    ranges = trial_ranges(exp.trials, 4 * jobs, start, streaming)
+    window = len(ranges) if streaming is None else 2 * jobs
     with open_executor(jobs, dask) as (executor, description):
-        futures = [executor.submit(run_range, exp, first, count) for first, count in ranges]
-        parts = []
-        for (_, count), future in zip(ranges, futures, strict=True):
-            parts.append(future.result())
+        pending = iter(ranges)
+        flight: collections.deque = collections.deque()  # (count, future), in trial order
+        for first, count in itertools.islice(pending, window):
+            flight.append((count, executor.submit(_range_task, exp, first, count)))
+        while flight:
+            count, future = flight.popleft()
+            done(*future.result())
+            del future  # its rows are written (or kept): no longer held here
             if progress is not None:
                 progress(count)
-    if not parts:  # everything ran in process (all trials traced)
-        return _frame([], SUMMARY_COLUMNS), _frame([], EVENT_COLUMNS), description
-    summary = pd.concat([p[0] for p in parts], ignore_index=True)
-    events = pd.concat([p[1] for p in parts], ignore_index=True)
-    return summary, events, description
+            for first, more in itertools.islice(pending, 1):
+                flight.append((more, executor.submit(_range_task, exp, first, more)))
+    return description
 
 
 def run_trials(
@@ -224,20 +417,24 @@ def run_trials(
     count: int,
     progress: Callable[[int], None] | None = None,
     on_events: Callable[[pd.DataFrame], None] | None = None,
+    protocols: list[Protocol] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Trials ``first .. first+count-1`` of every scheme on the event engine: (summary rows,
     event rows). With ``on_events`` the event rows are handed to it in batches of at most
-    ``EVENT_BATCH`` rows (plus one trial's) instead, and the returned event frame is empty."""
+    ``EVENT_BATCH`` rows (plus one trial's) instead, and the returned event frame is empty.
+    ``protocols``: ``build(exp)`` made already, else built here."""
     with simulating():
-        return _run_trials(exp, first, count, progress, on_events)
+        return _run_trials(exp, first, count, progress, on_events, protocols)
 
 
 #: Event rows collected before they go to ``on_events``.
 EVENT_BATCH = 1 << 16
 
 
-def _run_trials(exp, first, count, progress, on_events) -> tuple[pd.DataFrame, pd.DataFrame]:
-    protocols = build(exp)
+def _run_trials(
+    exp, first, count, progress, on_events, protocols=None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    protocols = build(exp) if protocols is None else protocols
     cluster = Cluster(exp, steps=max(p.steps for p in protocols))
     summaries: list[pd.DataFrame] = []
     traces: list[tuple] = []  # bounded: only the first output.events_trials trials are traced

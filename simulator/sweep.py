@@ -169,17 +169,21 @@ class PointTask:
 
 
 def run_point(task: PointTask) -> dict[str, Any]:
-    """Run one point and write its run directory atomically. Runs in worker processes."""
+    """Run one point and write its run directory atomically, its summary and traces streamed
+    to disk (memory bounded whatever the point's trials). Runs in worker processes."""
     started = time.perf_counter()
     exp = cfg.from_dict(task.point.data, source_dir=task.source_dir)
     target = Path(task.out_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
-    events = target.parent / f".{target.name}.events-{os.getpid()}.parquet"  # traces stream here
+    # The traces and the summary stream here; write_run moves them into the point directory.
+    events = target.parent / f".{target.name}.events-{os.getpid()}.parquet"
+    summary = target.parent / f".{target.name}.summary-{os.getpid()}.parquet"
     try:
-        result = run(exp, events_to=events)
+        result = run(exp, events_to=events, summary_to=summary)
         write_run(result, target, argv=["gcsim", "sweep", "point", task.point.id], force=True)
     finally:
         events.unlink(missing_ok=True)
+        summary.unlink(missing_ok=True)
     return {"id": task.point.id, "seconds": time.perf_counter() - started}
 
 

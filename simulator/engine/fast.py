@@ -876,15 +876,16 @@ def run_trials_fast(
     first: int,
     count: int,
     progress: Callable[[int], None] | None = None,
+    protocols: list[Protocol] | None = None,
 ) -> pd.DataFrame:
     """Summary rows of trials ``first .. first+count-1``: the same rows, order, columns and
     dtypes as ``runner.run_trials(exp, first, count)[0]``; ``progress(n)`` is told of finished
-    trials. Raises ``ConfigError`` with ``fast_problems`` when the fast engine would not be
-    exact."""
+    trials; ``protocols``: ``build(exp)`` made already (planned once for several ranges).
+    Raises ``ConfigError`` with ``fast_problems`` when the fast engine would not be exact."""
     problems = fast_problems(exp)
     if problems:
         raise cfg.ConfigError(problems)
-    return _run(exp, first, count, progress)
+    return _run(exp, first, count, progress, protocols)
 
 
 def _run(
@@ -892,10 +893,11 @@ def _run(
     first: int,
     count: int,
     progress: Callable[[int], None] | None = None,
+    protocols: list[Protocol] | None = None,
 ) -> pd.DataFrame:
     from ..runner import SUMMARY_COLUMNS  # the runner imports this module: no cycle at load
 
-    protocols = build(exp)
+    protocols = build(exp) if protocols is None else protocols
     cluster = Cluster(exp, steps=max(p.steps for p in protocols))
     evaluators = [_EVALUATORS[p.name](p, exp) for p in protocols]
     parts: list[dict[str, np.ndarray]] = []
