@@ -64,12 +64,13 @@ class RunResult:
     """What a run produced: one summary row per (scheme, trial), the event traces, timings.
     A run that streamed its traces to disk (``run(..., events_to=path)``) has an empty
     ``events`` frame and the file in ``events_file``. A run that streamed its summary
-    (``run(..., summary_to=path)``) holds none: ``summary_file`` names the file, ``summary``
-    reads it back whole and ``table()`` reads it a column at a time. ``results.write_run``
-    moves streamed files into the run directory and points these attributes at them there."""
+    (``run(..., summary_to=path)``) holds none (``held_summary`` is None): ``summary_file``
+    names the file, ``summary`` reads it back whole and ``table()`` reads it a column at a
+    time. ``results.write_run`` moves streamed files into the run directory and points these
+    attributes at them there."""
 
     config: cfg.Experiment
-    summary: pd.DataFrame  # a property (below): the frame held, or read from summary_file
+    held_summary: pd.DataFrame | None
     events: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
     engine: str = "des"
@@ -80,45 +81,23 @@ class RunResult:
     #: the result again copies them instead of moving them out of it.
     files_placed: bool = field(default=False, repr=False)
 
+    @property
+    def summary(self) -> pd.DataFrame:
+        """One row per (scheme, trial) (SUMMARY_COLUMNS, trial-major). When the run streamed
+        its summary, every access reads the WHOLE file into memory (about 260 bytes a row) and
+        the result does not keep it: keep the frame if you need it twice. ``table()`` gives
+        the per-scheme statistics without loading it."""
+        if self.held_summary is None:
+            return read_summary(self.summary_file)
+        return self.held_summary
+
     def table(self) -> pd.DataFrame:
         """Per-scheme statistics, in config order: the numbers the terminal table shows. A
         streamed summary is read from ``summary_file`` one column at a time
         (``scheme_table_of_file``), giving the same numbers as ``scheme_table`` of the frame."""
-        if self._summary is None and self.summary_file is not None:
+        if self.held_summary is None:
             return scheme_table_of_file(self.summary_file)
-        return scheme_table(self._summary)
-
-    def __repr__(self) -> str:
-        # The dataclass repr, without reading a streamed summary.
-        parts = []
-        for name in ("config", "summary", "events", "timings", "engine", "executor",
-                     "events_file", "summary_file"):  # fmt: skip
-            if name == "summary" and self._summary is None:
-                value = f"<not held: {self.summary_file}>"
-            else:
-                value = repr(getattr(self, name))
-            parts.append(f"{name}={value}")
-        return f"RunResult({', '.join(parts)})"
-
-
-def _get_summary(self: RunResult) -> pd.DataFrame:
-    if self._summary is None and self.summary_file is not None:
-        return read_summary(self.summary_file)
-    return self._summary
-
-
-def _set_summary(self: RunResult, frame: pd.DataFrame | None) -> None:
-    self._summary = frame
-
-
-RunResult.summary = property(  # the dataclass __init__ assigns through the setter
-    _get_summary,
-    _set_summary,
-    doc="""One row per (scheme, trial) (SUMMARY_COLUMNS, trial-major). When the run streamed
-    its summary (``summary_file`` set, nothing held), every access reads the WHOLE file into
-    memory (about 260 bytes a row) and the result does not keep it: keep the frame if you need
-    it twice. ``table()`` gives the per-scheme statistics without loading it.""",
-)
+        return scheme_table(self.held_summary)
 
 
 def read_summary(path: Path) -> pd.DataFrame:

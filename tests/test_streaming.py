@@ -161,7 +161,7 @@ def test_a_streamed_summary_has_the_bytes_of_the_whole_frame(
         summary_to=tmp_path / "summary.parquet",
     )
     assert streamed.summary_file == tmp_path / "summary.parquet"
-    assert streamed._summary is None  # nothing held
+    assert streamed.held_summary is None  # nothing held
     assert (tmp_path / "summary.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
     pd.testing.assert_frame_equal(streamed.summary, held.summary)  # read back, same dtypes
     _same_numbers(streamed.table(), held.table())
@@ -299,7 +299,7 @@ def test_write_run_moves_a_streamed_summary_and_the_result_follows_it(tmp_path):
     write_run(held, tmp_path / "held")
     for name in ("summary.parquet", "events.parquet"):
         assert (first / name).read_bytes() == (tmp_path / "held" / name).read_bytes()
-    assert "not held" in repr(result)
+    assert "held_summary=None" in repr(result)  # the repr reads no file
 
 
 def test_streaming_bounds_the_memory_of_the_summary(tmp_path, monkeypatch):
