@@ -294,24 +294,41 @@ def sweep_command(config, grids, zipped, overrides, jobs, dask, out, force, retr
 
 
 def sweep_table(report) -> Table:
-    """Mean completion time (decoded trials) and decode rate per point and scheme."""
-    summary = report.summary
+    """Mean completion time (decoded trials) and decode rate per point and scheme. Each
+    point's cells come from its own ``points/<id>/summary.parquet`` (three columns), one point
+    in memory at a time; the grid values from ``report.grid`` (the combined file's dtypes)."""
+    import pandas as pd
+
     table = Table(title=f"sweep {report.root}", title_justify="left")
-    if summary is None or summary.empty:
+    grid = report.grid
+    if grid is None or grid.empty:
         return table
-    keys = [c for c in summary.columns[1 : summary.columns.get_loc("scheme")]]
-    schemes = list(dict.fromkeys(summary["scheme"]))
+    keys = list(grid.columns[1:])
+    schemes: dict[str, None] = {}
+    points = []  # per point: {scheme: (mean completion time of decoded trials, decoded, rows)}
+    for point in grid["point"]:
+        summary = pd.read_parquet(
+            report.root / "points" / point / "summary.parquet",
+            columns=["scheme", "completion_time", "decoded"],
+        )
+        stats = {}
+        for scheme in dict.fromkeys(summary["scheme"]):
+            rows = summary[summary.scheme == scheme]
+            decoded = rows[rows.decoded]
+            mean = decoded.completion_time.mean() if len(decoded) else float("nan")
+            stats[scheme] = (mean, len(decoded), len(rows))
+        schemes.update(dict.fromkeys(stats))
+        points.append(stats)
+        del summary
     for key in keys:
         table.add_column(key, justify="right", no_wrap=True)
     for scheme in schemes:
         table.add_column(f"{scheme}\nmean T (dec.)", justify="right")
-    for _, group in summary.groupby("point", sort=False):
-        cells = [str(group[key].iloc[0]) for key in keys]
+    for position, stats in enumerate(points):
+        cells = [str(grid[key].iloc[position]) for key in keys]
         for scheme in schemes:
-            rows = group[group.scheme == scheme]
-            decoded = rows[rows.decoded]
-            mean = decoded.completion_time.mean() if len(decoded) else float("nan")
-            cells.append(f"{_fmt(mean)} ({len(decoded) / max(len(rows), 1):.0%})")
+            mean, decoded, rows = stats.get(scheme, (float("nan"), 0, 0))
+            cells.append(f"{_fmt(mean)} ({decoded / max(rows, 1):.0%})")
         table.add_row(*cells)
     return table
 

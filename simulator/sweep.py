@@ -2,7 +2,8 @@
 
 A sweep directory holds ``sweep.json`` (the grid and every point's status), ``points/<id>/``
 (one run directory per point) and ``summary.parquet`` (every point's summary rows with one
-column per grid key). Guarantees:
+column per grid key, written one point at a time: memory does not grow with the sweep).
+Guarantees:
 
 - reproducible: a point's seed derives from (config seed, point key) through SeedSequence, and
   the combined summary is assembled in grid order, so ``--jobs 1``, ``--jobs 4`` and Dask give
@@ -29,11 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import yaml
 
 from . import config as cfg
 from .executors import open_executor
-from .parquet import write_parquet
+from .parquet import ParquetStream, write_parquet
 from .results import config_hash, run_problem, write_run
 from .runner import run
 from .streams import seed_sequence
@@ -200,7 +202,18 @@ class SweepReport:
     recomputed: dict[str, str] = field(default_factory=dict)  # id -> why the old one was bad
     failed: dict[str, str] = field(default_factory=dict)  # id -> last error
     seconds: float = 0.0
-    summary: pd.DataFrame | None = None
+    #: One row per point in the combined summary, in grid order: ``point`` and the grid keys
+    #: with the values and dtypes the combined file holds (None until the sweep combined).
+    grid: pd.DataFrame | None = None
+
+    @property
+    def summary(self) -> pd.DataFrame | None:
+        """The combined ``summary.parquet``: every access reads the WHOLE file into memory
+        (about 260 bytes a row of the whole sweep) and the report does not keep it; keep the
+        frame if you need it twice. None until the sweep combined its points."""
+        if self.grid is None:
+            return None
+        return pd.read_parquet(self.root / "summary.parquet")
 
 
 def run_sweep(
@@ -244,7 +257,7 @@ def run_sweep(
         _execute(todo, root, Path(config_path).parent, jobs, dask, retries, report, progress)
     else:
         report.executor = "none (every point was already done)"
-    report.summary = _combine(root, points, report)
+    report.grid = _combine(root, points, report)
     report.seconds = time.perf_counter() - started
     _write_sweep_json(root, base, grids, zipped, points, report)
     return report
@@ -310,21 +323,77 @@ def _clean_staging(points_dir: Path) -> None:
 
 
 def _combine(root: Path, points: list[Point], report: SweepReport) -> pd.DataFrame:
-    """Every finished point's summary with one column per grid key, in grid order."""
+    """Write every finished point's summary with one column per grid key, in grid order, one
+    point in memory at a time; return the grid frame (``SweepReport.grid``).
+
+    The bytes are those of the whole frame ``pd.concat`` would give written by
+    ``write_parquet``: each grid column takes the dtype concat gives across all points and the
+    arrow type arrow infers from all its values (``_grid_frame``), and the row groups do not
+    depend on how the rows arrive (``ParquetStream``)."""
+    done = [point for point in points if point.id not in report.failed]
+    files = [root / "points" / point.id / "summary.parquet" for point in done]
+    grid, grid_schema = _grid_frame(done)
+    staging = root / ".summary.parquet.tmp"
+    if not done:
+        write_parquet(pd.DataFrame(), staging)
+        os.replace(staging, root / "summary.parquet")
+        return grid
+    stream = None
+    try:
+        for position, path in enumerate(files):
+            chunk = _with_grid(pd.read_parquet(path), grid, position)
+            if stream is None:
+                fields = pa.Schema.from_pandas(chunk, preserve_index=False).remove_metadata()
+                schema = pa.schema(
+                    [grid_schema.field(f.name) if f.name in grid.columns else f for f in fields]
+                )
+                stream = ParquetStream(staging, schema)
+            stream.append(chunk)
+            del chunk
+        stream.close()
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+    os.replace(staging, root / "summary.parquet")
+    return grid
+
+
+def _with_grid(summary: pd.DataFrame, grid: pd.DataFrame, position: int) -> pd.DataFrame:
+    """A point's summary with ``point`` and its grid columns first: the values and dtypes of
+    the point's row (``position``) of the grid frame, repeated on every row."""
+    for index, column in enumerate(grid.columns):
+        values = grid[column].iloc[[position]].repeat(len(summary))
+        summary.insert(index, column, values.array)
+    return summary
+
+
+def _grid_frame(points: list[Point]) -> tuple[pd.DataFrame, pa.Schema]:
+    """One row per point (``point`` then the grid keys) with the dtypes ``pd.concat`` gives
+    the whole combined frame, and the arrow schema ``write_parquet`` infers for those columns.
+
+    Each point's row is built the way a point's summary gets its grid columns, so concat
+    resolves the same dtypes (int and float give float64, a None gives object...): a point
+    always has rows (trials >= 1, at least one scheme), and concat's dtypes do not depend on
+    how many. Arrow infers an object column's type from all its values, which the grid frame
+    holds. A column arrow cannot type (values of mixed kinds, like 1 and "a", or ints beyond
+    int64) is written as the JSON text of each value."""
     frames = []
     for point in points:
-        if point.id in report.failed:
-            continue
-        summary = pd.read_parquet(root / "points" / point.id / "summary.parquet")
+        frame = pd.DataFrame(index=range(1))
         for position, (key, value) in enumerate(point.params.items()):
-            summary.insert(position, key, [value] * len(summary))
-        summary.insert(0, "point", point.id)
-        frames.append(summary)
-    combined = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    staging = root / ".summary.parquet.tmp"
-    write_parquet(combined, staging)
-    os.replace(staging, root / "summary.parquet")
-    return combined
+            frame.insert(position, key, [value])
+        frame.insert(0, "point", point.id)
+        frames.append(frame)
+    grid = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    fields = []
+    for column in grid.columns:
+        try:
+            fields.append(pa.Schema.from_pandas(grid[[column]], preserve_index=False).field(0))
+        except (pa.ArrowException, OverflowError, TypeError, ValueError):
+            text = [json.dumps(value, sort_keys=True, default=str) for value in grid[column]]
+            grid[column] = pd.Series(text, index=grid.index)
+            fields.append(pa.Schema.from_pandas(grid[[column]], preserve_index=False).field(0))
+    return grid, pa.schema(fields)
 
 
 def _write_sweep_json(root, base, grids, zipped, points, report) -> None:

@@ -237,3 +237,181 @@ def test_a_single_run_split_over_processes_gives_the_same_rows():
     assert "process pool" in split.executor
     pd.testing.assert_frame_equal(split.summary, whole.summary)
     pd.testing.assert_frame_equal(split.events, whole.events)
+
+
+# --------------------------------------------------------------------------------------------
+# The combined summary, written one point at a time
+
+
+def _old_combine(root, points, report):
+    """The combine that held every point's rows in one frame: the bytes to reproduce."""
+    from simulator.parquet import write_parquet
+
+    frames = []
+    for point in points:
+        if point.id in report.failed:
+            continue
+        summary = pd.read_parquet(root / "points" / point.id / "summary.parquet")
+        for position, (key, value) in enumerate(point.params.items()):
+            summary.insert(position, key, [value] * len(summary))
+        summary.insert(0, "point", point.id)
+        frames.append(summary)
+    combined = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    write_parquet(combined, root / "old.parquet")
+    return combined
+
+
+def _old_sweep_table(root, summary):
+    """The CLI table computed from the whole combined frame (before the table read points)."""
+    from rich.table import Table
+
+    from simulator.cli import _fmt
+
+    table = Table(title=f"sweep {root}", title_justify="left")
+    if summary is None or summary.empty:
+        return table
+    keys = [c for c in summary.columns[1 : summary.columns.get_loc("scheme")]]
+    schemes = list(dict.fromkeys(summary["scheme"]))
+    for key in keys:
+        table.add_column(key, justify="right", no_wrap=True)
+    for scheme in schemes:
+        table.add_column(f"{scheme}\nmean T (dec.)", justify="right")
+    for _, group in summary.groupby("point", sort=False):
+        cells = [str(group[key].iloc[0]) for key in keys]
+        for scheme in schemes:
+            rows = group[group.scheme == scheme]
+            decoded = rows[rows.decoded]
+            mean = decoded.completion_time.mean() if len(decoded) else float("nan")
+            cells.append(f"{_fmt(mean)} ({len(decoded) / max(len(rows), 1):.0%})")
+        table.add_row(*cells)
+    return table
+
+
+def _text(table) -> str:
+    from rich.console import Console
+
+    console = Console(width=200, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
+    console.print(table)
+    return console.export_text()
+
+
+@pytest.fixture(scope="module")
+def point_summaries():
+    """Four small real summaries (different trials and seeds) to stand for sweep points."""
+    from simulator.config import load_config
+    from simulator.runner import run
+
+    return [
+        run(load_config(QUICKSTART, [f"trials={trials}", "data.dim=16", f"seed={seed}"])).summary
+        for seed, trials in [(1, 30), (2, 45), (3, 20), (4, 33)]
+    ]
+
+
+def fake_sweep(root: Path, summaries, grids: dict, failed=(), repeat: int = 1):
+    """A sweep directory with one point per zipped grid value (summaries reused in turn)."""
+    from simulator.parquet import write_parquet
+    from simulator.runner import SUMMARY_COLUMNS
+
+    params = [dict(zip(grids, combo, strict=True)) for combo in zip(*grids.values(), strict=True)]
+    points = [
+        sweep_module.Point(f"p{i}-{sweep_module.point_id(p)}", p, {}, "")
+        for i, p in enumerate(params)
+    ]
+    for i, point in enumerate(points):
+        (root / "points" / point.id).mkdir(parents=True)
+        summary = pd.concat([summaries[i % len(summaries)]] * repeat, ignore_index=True)
+        write_parquet(summary, root / "points" / point.id / "summary.parquet", SUMMARY_COLUMNS)
+    report = sweep_module.SweepReport(root, "test", failed={points[i].id: "x" for i in failed})
+    return points, report
+
+
+COMBINE_GRIDS = [
+    ({"cluster.workers": [8, 12, 8, 12], "schemes.*.ell": [1, 1, 2, 2]}, ()),
+    ({"cluster.compute.rate": [1, 1.5, 2]}, ()),  # int and float: float64
+    ({"cluster.compute.rate": [1, 1.5, 2]}, (1,)),  # the float point failed: int64
+    ({"schemes.*.ordering": ["natural", "optimal"], "cluster.compute.rate": [2, 2.5]}, ()),
+    ({"a": ["x", "y", "z"], "b": [1, 2.0, 3], "c": [True, False, True]}, (0,)),
+    ({"flag": [True, 1]}, ()),
+    ({"maybe": [None, 1]}, ()),
+    ({"maybe": ["a", None]}, ()),
+    ({"maybe": [None, None]}, ()),
+    ({"slowdown": [[1, 2], [3]], "d": [{"a": 1}, {"b": 2.5}]}, ()),
+    ({"cluster.workers": [8, 12]}, (0, 1)),  # every point failed: an empty file
+]
+
+
+@pytest.mark.parametrize(("grids", "failed"), COMBINE_GRIDS)
+def test_combine_streams_the_same_bytes_as_one_frame(tmp_path, point_summaries, grids, failed):
+    points, report = fake_sweep(tmp_path, point_summaries, grids, failed)
+    old = _old_combine(tmp_path, points, report)
+    grid = sweep_module._combine(tmp_path, points, report)
+    assert (tmp_path / "summary.parquet").read_bytes() == (tmp_path / "old.parquet").read_bytes()
+    report.grid = grid
+    pd.testing.assert_frame_equal(report.summary, pd.read_parquet(tmp_path / "old.parquet"))
+    if not old.empty:  # the grid frame holds each point's values in the combined dtypes
+        first = old.groupby("point", sort=False).head(1).reset_index(drop=True)
+        pd.testing.assert_frame_equal(grid, first[list(grid.columns)])
+
+
+def test_combine_writes_values_arrow_cannot_mix_as_json_text(tmp_path, point_summaries):
+    # One frame could not be written at all (arrow has no column of 1 and "a").
+    points, report = fake_sweep(tmp_path, point_summaries, {"m": [1, "a", [2]], "k": [1, 2, 3]})
+    with pytest.raises(Exception, match="convert|mix"):
+        _old_combine(tmp_path, points, report)
+    sweep_module._combine(tmp_path, points, report)
+    summary = pd.read_parquet(tmp_path / "summary.parquet")
+    sizes = [len(point_summaries[i]) for i in range(3)]
+    assert summary.m.tolist() == ["1"] * sizes[0] + ['"a"'] * sizes[1] + ["[2]"] * sizes[2]
+    assert summary.k.dtype == "int64" and len(summary) == sum(sizes)
+
+
+def test_combine_holds_one_point_at_a_time(tmp_path, point_summaries):
+    import tracemalloc
+
+    def peak(count: int) -> tuple[int, int]:
+        root = tmp_path / str(count)
+        points, report = fake_sweep(root, point_summaries, {"x": list(range(count))}, repeat=20)
+        tracemalloc.start()
+        sweep_module._combine(root, points, report)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top, pq_rows(root / "summary.parquet")
+
+    def pq_rows(path):
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path).metadata.num_rows
+
+    small, few_rows = peak(4)
+    large, many_rows = peak(24)
+    # One frame would grow by ~260 bytes a row; streaming stays at one point's rows.
+    assert many_rows == 6 * few_rows
+    assert large - small < 0.1 * 260 * (many_rows - few_rows), (small, large)
+
+
+def test_cli_table_reads_points_and_matches_the_whole_frame_table(tmp_path):
+    grids = ["cluster.compute.rate=1,1.5", "schemes.3.ordering=natural,optimal"]
+    report = run_sweep(QUICKSTART, grids, overrides=SMALL, out=tmp_path / "s", jobs=1, zipped=True)
+    points = [
+        sweep_module.Point(p["id"], p["params"], {}, "")
+        for p in json.loads((tmp_path / "s" / "sweep.json").read_text())["points"]
+    ]
+    old = _old_combine(tmp_path / "s", points, report)
+    assert (tmp_path / "s" / "summary.parquet").read_bytes() == (
+        tmp_path / "s" / "old.parquet"
+    ).read_bytes()
+    from simulator.cli import sweep_table
+
+    new_text = _text(sweep_table(report))
+    assert new_text == _text(_old_sweep_table(report.root, old))
+    assert "1.0" in new_text and "optimal" in new_text  # concat made the rates float
+
+
+@pytest.mark.parametrize(("grids", "failed"), COMBINE_GRIDS)
+def test_cli_table_unchanged_on_mixed_grids(tmp_path, point_summaries, grids, failed):
+    from simulator.cli import sweep_table
+
+    points, report = fake_sweep(tmp_path, point_summaries, grids, failed)
+    old = _old_combine(tmp_path, points, report)
+    report.grid = sweep_module._combine(tmp_path, points, report)
+    assert _text(sweep_table(report)) == _text(_old_sweep_table(report.root, old))
