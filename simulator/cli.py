@@ -87,14 +87,23 @@ def run_command(
 ) -> None:
     """Run one experiment and write its run directory."""
     from .results import check_writable, default_run_dir, write_run
+    from .scratch import scratch_path, sweep_stale
 
     exp = _load(config, overrides)
     target = Path(out) if out else default_run_dir(exp)
     # The summary and the event traces stream to hidden files beside the target (memory
     # bounded whatever the trials and output.events_trials); write_run moves them into the run
-    # directory. On any failure or interrupt they are removed.
-    events = target.parent / f".{target.name}.events-{os.getpid()}.parquet"
-    summary = target.parent / f".{target.name}.summary-{os.getpid()}.parquet"
+    # directory. On any failure or interrupt they are removed; those of runs killed outright
+    # are swept up here.
+    events = scratch_path(target, "events", ".parquet")
+    summary = scratch_path(target, "summary", ".parquet")
+    removed, freed = sweep_stale(target.parent)
+    if removed and not quiet:
+        click.echo(
+            f"removed {removed} temporary file(s) of killed runs from {target.parent} "
+            f"({freed / 2**20:.1f} MiB)",
+            err=True,
+        )
     try:
         try:
             check_writable(target, force)
@@ -535,7 +544,6 @@ def reproduce_command(quick: bool, out: str | None, jobs: int | None) -> None:
 )
 def bench_command(quick: bool, sizes: str, repeats: int, json_path: str | None) -> None:
     """Trials/s of the event and fast engines, against bare SimPy and bare NumPy baselines."""
-    import os
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from .bench import format_table, run_benchmark, write_json

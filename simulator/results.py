@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import shutil
 import sys
@@ -24,6 +23,7 @@ from . import __version__
 from .config import ConfigError, Experiment
 from .parquet import write_parquet
 from .runner import EVENT_COLUMNS, SUMMARY_COLUMNS, RunResult
+from .scratch import scratch_path
 
 
 def default_run_dir(exp: Experiment, root: Path = Path("results")) -> Path:
@@ -62,7 +62,7 @@ def write_run(
     out = Path(out)
     check_writable(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    staging = scratch_path(out, "tmp")
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir()
@@ -98,7 +98,7 @@ def write_run(
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         if out.exists():
-            retired = out.parent / f".{out.name}.old-{os.getpid()}"
+            retired = scratch_path(out, "old")
             out.rename(retired)
             staging.rename(out)
             shutil.rmtree(retired)

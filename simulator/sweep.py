@@ -38,6 +38,7 @@ from .executors import open_executor
 from .parquet import ParquetStream, write_parquet
 from .results import config_hash, run_problem, write_run
 from .runner import run
+from .scratch import scratch_path
 from .streams import seed_sequence
 
 # --------------------------------------------------------------------------------------------
@@ -178,8 +179,8 @@ def run_point(task: PointTask) -> dict[str, Any]:
     target = Path(task.out_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     # The traces and the summary stream here; write_run moves them into the point directory.
-    events = target.parent / f".{target.name}.events-{os.getpid()}.parquet"
-    summary = target.parent / f".{target.name}.summary-{os.getpid()}.parquet"
+    events = scratch_path(target, "events", ".parquet")
+    summary = scratch_path(target, "summary", ".parquet")
     try:
         result = run(exp, events_to=events, summary_to=summary)
         write_run(result, target, argv=["gcsim", "sweep", "point", task.point.id], force=True)
