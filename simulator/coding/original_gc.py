@@ -182,6 +182,8 @@ class OriginalGC(Protocol):
     def exact_conditions(self, sets: np.ndarray) -> np.ndarray:
         """``exact_condition`` of each row of ``sets`` ((count, k) workers, each row sorted),
         through the same cache; the sets not in it get batched SVDs."""
+        if not self.cached_sets:
+            return self._svd_conditions(sets)
         keys = [tuple(row) for row in sets.tolist()]
         known = self.set_conds
         missing = [i for i, key in enumerate(keys) if key not in known]

@@ -249,16 +249,17 @@ class PartialGC(Protocol):
         ell = self.spec.ell
         if ell == 1:
             return 1.0  # a 1 x |R_i| row has one singular value
-        known = self.conds
+        known, caching = self.conds, self.cached_conds > 0
         ratios: dict[int, list[float]] = {}
         missing: list[list[int]] = []
         for rows in holders:
-            if rows:
-                hit = known.get(tuple(rows))
-                if hit is None:
-                    missing.append(rows)
-                else:
-                    ratios.setdefault(len(rows), []).append(hit)
+            if not rows:
+                continue
+            hit = known.get(tuple(rows)) if caching else None  # no keys where none are kept
+            if hit is None:
+                missing.append(rows)
+            else:
+                ratios.setdefault(len(rows), []).append(hit)
         for chunks, stack in _stacks(self.decoder, missing):
             singular = np.linalg.svd(stack, compute_uv=False)
             rank = min(ell, stack.shape[2])
@@ -266,8 +267,9 @@ class PartialGC(Protocol):
                 fresh = (singular[:, 0] / singular[:, rank - 1]).tolist()
             ratios.setdefault(stack.shape[2], []).extend(fresh)
             for chunk, ratio in zip(chunks, fresh, strict=True):
-                if len(known) < self.cached_conds:
-                    known[tuple(missing[chunk])] = ratio
+                if len(known) >= self.cached_conds:
+                    break
+                known[tuple(missing[chunk])] = ratio
         worst = 1.0
         for values in ratios.values():
             if not any(math.isnan(v) for v in values):
