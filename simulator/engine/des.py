@@ -1,9 +1,9 @@
 """The discrete-event engine (SimPy): the reference model of one trial of one protocol.
 
-Each live worker walks its ordered chunk list, one timeout per chunk. A message of ``size`` floats
-arrives
-``latency + size * time_per_float`` after it is sent, and the PS handles it at that instant
-(messages arriving together in the order they were sent: SimPy's order of equal-time events).
+Each live worker walks its ordered chunk list, one timeout per chunk. A message of ``size``
+floats arrives ``latency + size * time_per_float`` after it is sent, and the PS handles it at
+that instant (messages arriving together in the order they were sent: SimPy's order of
+equal-time events).
 After every arrival the protocol says what happens next; when the PS has decoded, remaining work is
 interrupted and the trial ends at that instant. A trial in which the PS can never decode ends when
 nothing is left to happen, with ``completion_time = inf``. The engine knows no protocol.

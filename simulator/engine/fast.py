@@ -542,6 +542,12 @@ class _MultiMessage(_Holders):
         return rows
 
 
+def _coded(spec: cfg._Scheme, dim: int) -> tuple[int, int, float | None]:
+    """(ell, floats per upload, deadline or None) of an original_gc or partial_gc scheme."""
+    deadline = spec.deadline if spec.mode == "approximate" else None
+    return spec.ell, block_length(dim, spec.ell), deadline
+
+
 # --------------------------------------------------------------------------------------------
 # original_gc: one coded upload after all chunks; any m - s decode, or least squares at T
 
@@ -550,9 +556,7 @@ class _Original(_Evaluator):
     def __init__(self, protocol: Protocol, exp: cfg.Experiment):
         super().__init__(protocol, exp)
         spec = protocol.spec
-        self.ell = spec.ell
-        self.size = block_length(self.dim, self.ell)
-        self.deadline = spec.deadline if spec.mode == "approximate" else None
+        self.ell, self.size, self.deadline = _coded(spec, self.dim)
         self.cache: dict[tuple[int, ...], tuple[np.ndarray, float, float]] = {}
         # The cyclic codes decode from any m - s uploads, with a decoder whose condition
         # number is one SVD (batched here); other constructions are asked, upload by upload,
@@ -654,9 +658,7 @@ class _Partial(_Holders):
     def __init__(self, protocol: Protocol, exp: cfg.Experiment):
         super().__init__(protocol, exp)
         spec = protocol.spec
-        self.ell = spec.ell
-        self.size = block_length(self.dim, self.ell)
-        self.deadline = spec.deadline if spec.mode == "approximate" else None
+        self.ell, self.size, self.deadline = _coded(spec, self.dim)
         decoder = protocol.decoder
         weights = np.where(self.padding[None], 0.0, decoder[:, self.holder_worker])
         self.table: np.ndarray | None = None
