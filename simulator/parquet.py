@@ -1,7 +1,7 @@
 """Deterministic parquet files written in fixed row groups, whole or streamed.
 
-Event traces can be far larger than memory (one row per event, thousands per trial), so the
-runner streams them to disk in batches. A file's bytes must not depend on how the rows
+Event traces (one row per event, thousands per trial), a long run's summary and a sweep's
+combined summary can be far larger than memory, so they are streamed to disk in batches. A file's bytes must not depend on how the rows
 arrived (one frame, or batches cut by realization blocks, ranges or job count), so rows are
 regrouped into row groups of exactly ``ROW_GROUP_ROWS`` (the last one shorter) whatever the
 batches. ``write_parquet`` goes through the same writer, so a frame written whole and the same
