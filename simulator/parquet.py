@@ -62,7 +62,9 @@ class ParquetStream:
 
     def _write(self, rows: int) -> None:
         table = pa.concat_tables(self.pending)
-        self.writer.write_table(table.slice(0, rows), row_group_size=rows)
+        # One chunk per column: the writer cuts data pages at chunk boundaries, so a group
+        # written from the batches as they came would encode differently for other batches.
+        self.writer.write_table(table.slice(0, rows).combine_chunks(), row_group_size=rows)
         rest = table.slice(rows)
         self.pending = [rest] if rest.num_rows else []
         self.pending_rows = rest.num_rows
