@@ -19,6 +19,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import config as cfg
+from .paths import environment_problem, make_dirs, remove_if_empty
+from .replace import target_lock
 from .runner import RunResult, run
 
 INPUT_ERROR = 2
@@ -29,6 +31,14 @@ def _fail(problems: list[str]) -> None:
     for line in problems:
         err.print(f"[bold red]error:[/] {escape(line)}", markup=True)
     sys.exit(INPUT_ERROR)
+
+
+def _problem_lines(exc: BaseException) -> list[str]:
+    """One line per problem: a config's, or the environment's (a path that cannot be made or
+    written, a full disk), naming the path and the fix."""
+    if isinstance(exc, cfg.ConfigError):
+        return exc.lines()
+    return [environment_problem(exc)]
 
 
 def _load(config: str, overrides: tuple[str, ...]) -> cfg.Experiment:
@@ -87,34 +97,42 @@ def run_command(
 ) -> None:
     """Run one experiment and write its run directory."""
     from .results import check_writable, default_run_dir, write_run
-    from .scratch import scratch_path, sweep_stale
+    from .scratch import recover_retired, scratch_path, sweep_stale
 
     exp = _load(config, overrides)
-    target = Path(out) if out else default_run_dir(exp)
-    # The summary and the event traces stream to hidden files beside the target (memory
-    # bounded whatever the trials and output.events_trials); write_run moves them into the run
-    # directory. On any failure or interrupt they are removed; those of runs killed outright
-    # are swept up here.
-    events = scratch_path(target, "events", ".parquet")
-    summary = scratch_path(target, "summary", ".parquet")
-    removed, freed = sweep_stale(target.parent)
-    if removed and not quiet:
-        click.echo(
-            f"removed {removed} temporary file(s) of killed runs from {target.parent} "
-            f"({freed / 2**20:.1f} MiB)",
-            err=True,
-        )
+    created: list[Path] = []
     try:
-        try:
-            check_writable(target, force)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            result = _run_with_progress(exp, quiet, jobs, dask, events, summary)
-        except cfg.ConfigError as exc:  # e.g. an empirical data file that cannot be read
-            _fail(exc.lines())
-        path = write_run(result, target, argv=["gcsim", *sys.argv[1:]], force=force)
-    finally:
-        events.unlink(missing_ok=True)
-        summary.unlink(missing_ok=True)
+        target = Path(out) if out else default_run_dir(exp)
+        check_writable(target, force)  # before anything is created
+        if dask is not None:
+            from .executors import check_dask_address
+
+            check_dask_address(dask)
+        created = make_dirs(target.parent)
+        with target_lock(target):  # one writer per target, held until the results are in
+            for line in recover_retired(target):
+                click.echo(line, err=True)
+            removed, freed = sweep_stale(target.parent)
+            if removed and not quiet:
+                click.echo(
+                    f"removed {removed} temporary file(s) of killed runs from {target.parent} "
+                    f"({freed / 2**20:.1f} MiB)",
+                    err=True,
+                )
+            # The summary and the event traces stream to hidden files beside the target
+            # (memory bounded whatever the trials and output.events_trials); write_run moves
+            # them into the run directory. On any failure or interrupt they are removed.
+            events = scratch_path(target, "events", ".parquet")
+            summary = scratch_path(target, "summary", ".parquet")
+            try:
+                result = _run_with_progress(exp, quiet, jobs, dask, events, summary)
+                path = write_run(result, target, argv=["gcsim", *sys.argv[1:]], force=force)
+            finally:
+                events.unlink(missing_ok=True)
+                summary.unlink(missing_ok=True)
+    except (cfg.ConfigError, OSError) as exc:
+        remove_if_empty(created)
+        _fail(_problem_lines(exc))
     if not quiet:
         console = Console()
         if not console.is_terminal:
@@ -285,8 +303,8 @@ def sweep_command(config, grids, zipped, overrides, jobs, dask, out, force, retr
                 retries,
                 progress,
             )
-    except cfg.ConfigError as exc:
-        _fail(exc.lines())
+    except (cfg.ConfigError, OSError) as exc:
+        _fail(_problem_lines(exc))
     if not quiet:
         out_console = Console() if Console().is_terminal else Console(width=140)
         out_console.print(sweep_table(report))
@@ -382,6 +400,8 @@ def plot_command(path: str, out: str | None, trial: int, timelines: tuple[str, .
             )
     except (FileNotFoundError, ValueError) as exc:
         _fail([str(exc)])
+    except OSError as exc:
+        _fail([environment_problem(exc)])
     for file in files:
         click.echo(str(file))
 
@@ -407,6 +427,8 @@ def trace_command(run_dir: str, trial: int, scheme: str | None, out: str | None)
         path = write_chrome_trace(Path(run_dir), trial, scheme, target)
     except ValueError as exc:
         _fail([f"--trial/--scheme: {exc}"])
+    except OSError as exc:
+        _fail([environment_problem(exc)])
     click.echo(str(path))
 
 

@@ -342,12 +342,12 @@ def test_streaming_bounds_the_memory_of_the_summary(tmp_path, monkeypatch):
         return traced + max(arrow) - start
 
     n = 8192
-    streamed = [peak(trials, tmp_path / "summary.parquet") for trials in (n, 8 * n)]
+    streamed = [peak(trials, tmp_path / f"summary-{trials}.parquet") for trials in (n, 8 * n)]
     held = [peak(trials, None) for trials in (n, 8 * n)]
     rows = 7 * n  # one scheme: the rows 8n trials add
     assert streamed[1] - streamed[0] < 8 * rows, streamed  # < 8 bytes a row (measured: ~1)
     assert held[1] - held[0] > 100 * rows, held  # the held frame (measured: ~220 bytes a row)
-    assert len(pd.read_parquet(tmp_path / "summary.parquet")) == 8 * n
+    assert len(pd.read_parquet(tmp_path / f"summary-{8 * n}.parquet")) == 8 * n
 
 
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])
