@@ -55,6 +55,37 @@ def cli() -> None:
     """gcsim: simulate stragglers and gradient-coding schemes on a random cluster."""
 
 
+def local_jobs_limit() -> int:
+    """The most processes ``--jobs`` may start on this machine: 4 per core, or 64."""
+    return max(64, 4 * (os.cpu_count() or 1))
+
+
+class JobsOption(click.Option):
+    """``--jobs``. On a local process pool every job is a process of its own (hundreds of MB
+    each), so more than ``local_jobs_limit()`` is refused before anything starts (--jobs
+    1000000 ran until memory ran out). With Dask (``--dask``, or for a sweep
+    DASK_SCHEDULER_ADDRESS) the number keeps the meaning Dask gives it and is not limited."""
+
+    def __init__(self, *args, dask_from_env: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.dask_from_env = dask_from_env
+
+    def handle_parse_result(self, ctx: click.Context, opts, args):
+        # ``opts`` holds every option given, so --dask counts wherever it stands on the line.
+        value, args = super().handle_parse_result(ctx, opts, args)
+        dask = opts.get("dask") or (self.dask_from_env and os.environ.get("DASK_SCHEDULER_ADDRESS"))
+        limit = local_jobs_limit()
+        if isinstance(value, int) and value > limit and not dask and not ctx.resilient_parsing:
+            _fail(
+                [
+                    f"--jobs: {value:,} processes is more than this machine runs usefully "
+                    f"(at most {limit}: 4 per core on {os.cpu_count() or 1} cores, or 64); "
+                    "lower --jobs, or give --dask for a cluster"
+                ]
+            )
+        return value, args
+
+
 OVERRIDE = click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE",
     help="Override a config key with a YAML value, e.g. --set cluster.workers=40 "
@@ -74,6 +105,7 @@ OVERRIDE = click.option(
 @click.option(
     "--jobs",
     "-j",
+    cls=JobsOption,
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
@@ -248,6 +280,8 @@ def scheme_table(result: RunResult) -> Table:
 @click.option(
     "--jobs",
     "-j",
+    cls=JobsOption,
+    dask_from_env=True,
     type=click.IntRange(min=1),
     default=None,
     help="Parallel workers (default: all cores).",
@@ -466,12 +500,38 @@ def ordering_command(workers, load, assignment, ordering, seed, ell, as_json) ->
     """Q_max(ell) of an assignment's processing order, against the lower bound."""
     import json
 
-    from .coding.ordering import ordering_report
+    from .budget import available_memory, format_bytes, format_duration
+    from .coding.ordering import REPORT_LIMIT_SECONDS, ordering_report, report_cost
 
     if load > workers:
         _fail([f"--load: must be at most --workers ({workers}), got {load}"])
     if ell is not None and ell > load:
         _fail([f"--ell: must be at most --load ({load}), got {ell}"])
+    # Refuse up front what would not finish or fit (--workers 10000000 ran for ever).
+    cost, memory = report_cost(workers, load, table=not as_json), available_memory()
+    sizes = f"{workers:,} workers x load {load:,}"
+    if cost.bytes > memory:
+        _fail(
+            [
+                f"--workers: {sizes} would need about {format_bytes(cost.bytes)} of memory, "
+                f"more than the {format_bytes(memory)} this process may use; lower --workers "
+                "or --load"
+            ]
+        )
+    if cost.seconds + cost.table_seconds > REPORT_LIMIT_SECONDS:
+        table = (
+            f" (printing the table: {format_duration(cost.table_seconds)}; --json skips it)"
+            if cost.table_seconds > REPORT_LIMIT_SECONDS / 2
+            else ""
+        )
+        _fail(
+            [
+                f"--workers: {sizes} would take about "
+                f"{format_duration(cost.seconds + cost.table_seconds)}{table}, more than the "
+                f"{format_duration(REPORT_LIMIT_SECONDS)} this command may; lower --workers "
+                "or --load"
+            ]
+        )
     try:
         report = ordering_report(workers, load, assignment, ordering, seed)
     except ValueError as exc:
@@ -516,6 +576,7 @@ def ordering_command(workers, load, assignment, ordering, seed, ell, as_json) ->
 @click.option(
     "--jobs",
     "-j",
+    cls=JobsOption,
     type=click.IntRange(min=1),
     default=None,
     help="Parallel workers (default: all cores).",
