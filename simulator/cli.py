@@ -402,9 +402,8 @@ def sweep_table(report) -> Table:
 @click.option(
     "--trial",
     type=click.IntRange(min=0),
-    default=0,
-    show_default=True,
-    help="The trial drawn as a timeline (a run directory only).",
+    default=None,
+    help="The trial drawn as a timeline (a run directory only; default: the first traced).",
 )
 @click.option(
     "--timelines",
@@ -412,13 +411,16 @@ def sweep_table(report) -> Table:
     multiple=True,
     help="Draw timelines for these schemes only (default: every scheme).",
 )
-def plot_command(path: str, out: str | None, trial: int, timelines: tuple[str, ...]) -> None:
+def plot_command(path: str, out: str | None, trial: int | None, timelines: tuple[str, ...]) -> None:
     """Figures of a run or a sweep directory, as PNG and PDF."""
     from . import plots
 
     target = Path(path)
     try:
         if (target / "sweep.json").exists():
+            if trial is not None or timelines:
+                raise ValueError("--trial/--timelines: timelines are drawn from a run directory "
+                                 f"(e.g. {target / 'points' / '<id>'}), not a sweep")  # fmt: skip
             files = plots.plot_sweep(target, Path(out) if out else target / "figures")
         elif (target / "summary.parquet").exists():
             files = plots.plot_run(

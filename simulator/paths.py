@@ -14,6 +14,7 @@ from pathlib import Path
 
 _HINTS = {
     errno.ENOSPC: "the disk is full: free some space or choose another --out",
+    errno.EFBIG: "the file is larger than this system allows: free space or lift the limit",
     errno.EDQUOT: "the disk quota is exceeded: free some space or choose another --out",
     errno.EROFS: "the filesystem is read-only: choose another --out",
     errno.EACCES: "permission denied: choose a directory you can write",
@@ -26,13 +27,18 @@ _HINTS = {
 }
 
 
-def environment_problem(exc: OSError) -> str:
-    """One line for an OSError: the path, what went wrong, and the fix."""
-    where = exc.filename if exc.filename is not None else ""
+def environment_problem(exc: OSError, key: str = "--out") -> str:
+    """One line for an OSError: the option it concerns, the path, what went wrong, the fix."""
+    where = "" if exc.filename is None else short_path(str(exc.filename))
     what = exc.strerror or type(exc).__name__
     hint = _HINTS.get(exc.errno or -1, "")
-    line = f"cannot write {where}: {what}" if where else f"cannot write results: {what}"
+    line = f"{key}: cannot write {where}: {what}" if where else f"{key}: cannot write: {what}"
     return f"{line} ({hint})" if hint else line
+
+
+def short_path(path: str, most: int = 160) -> str:
+    """A path cut in the middle when it is too long to read on one line."""
+    return path if len(path) <= most else f"{path[: most // 2]}...{path[-most // 2 :]}"
 
 
 def make_dirs(path: Path) -> list[Path]:

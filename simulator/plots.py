@@ -130,23 +130,42 @@ def plot_any(path: Path | str, out_dir: Path | str | None = None) -> list[Path]:
 def plot_run(
     run_dir: Path | str,
     out_dir: Path | str,
-    trial: int = 0,
+    trial: int | None = None,
     timeline_schemes: Sequence[str] | None = None,
 ) -> list[Path]:
     """Every figure of one run: completion-time CDF, communication vs time, error vs deadline
-    (when the run has approximate schemes), and a timeline of ``trial`` for each scheme in
-    ``timeline_schemes`` (default: every scheme; none when the trial was not traced)."""
+    (when the run has approximate schemes), and a timeline of ``trial`` (default: the first
+    traced) for each scheme in ``timeline_schemes`` (default: every traced scheme).
+
+    Everything is read and checked before the first figure is written: an unknown scheme, an
+    untraced ``trial`` asked for, or an unreadable file raises ValueError with nothing written."""
     run_dir, out = Path(run_dir), Path(out_dir)
     summary = pd.read_parquet(run_dir / "summary.parquet")
     config = _read_config(run_dir)
     order = _scheme_order(summary, config)
+    events = _read_events(run_dir)
+    traced_trials = sorted(set(events["trial"])) if not events.empty else []
+    if timeline_schemes is not None:
+        unknown = [scheme for scheme in timeline_schemes if scheme not in order]
+        if unknown:
+            raise ValueError(
+                f"--timelines: no scheme {', '.join(map(repr, unknown))} in this run; its "
+                f"schemes: {', '.join(order)}"
+            )
+    if trial is not None and trial not in traced_trials:
+        where = (f"the traced trials are {traced_trials[0]}..{traced_trials[-1]}"
+                 if traced_trials else "no trial was traced")  # fmt: skip
+        raise ValueError(
+            f"--trial {trial}: not traced ({where}); rerun with a larger output.events_trials"
+        )
+    if trial is None:
+        trial = traced_trials[0] if traced_trials else 0
     written: list[Path] = []
     written += _completion_cdf(summary, order, out, config.get("name"))
     written += _communication_vs_time(_scheme_stats(summary), order, out, sweep=False)
     approx = _approximate_rows(summary, config, {})
     if not approx.empty:
         written += _error_vs_deadline(approx, out, "mse_vs_deadline")
-    events = _read_events(run_dir)
     traced = set(events.loc[events["trial"] == trial, "scheme"]) if not events.empty else set()
     for scheme in timeline_schemes if timeline_schemes is not None else order:
         if scheme in traced:

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .config import ConfigError
+from .paths import short_path
 from .scratch import scratch_path
 
 #: What a run directory may hold: the four files ``write_run`` writes, the figures ``gcsim
@@ -78,12 +79,13 @@ def replacement_problem(out: Path, force: bool, kind: str = "run") -> str | None
     directory always can; a non-empty one only with ``force`` and only when it is a ``kind``
     directory holding nothing but what gcsim wrote."""
     out = Path(out)
+    name = short_path(str(out))
     if out.is_symlink():
-        return f"{out} is a symbolic link; give the real directory or another --out"
+        return f"{name} is a symbolic link; give the real directory or another --out"
     if not out.exists():
         return None
     if not out.is_dir():
-        return f"{out} exists and is not a directory; choose another --out"
+        return f"{name} exists and is not a directory; choose another --out"
     try:
         empty = not any(out.iterdir())
     except OSError as exc:
@@ -94,14 +96,14 @@ def replacement_problem(out: Path, force: bool, kind: str = "run") -> str | None
     if not force:
         if found == kind:
             return (
-                f"{out} already holds a {kind} directory; choose another --out or pass "
+                f"{name} already holds a {kind} directory; choose another --out or pass "
                 "--force to replace it"
             )
-        return f"{out} is not empty and holds no gcsim {kind}; choose another --out"
+        return f"{name} is not empty and holds no gcsim {kind}; choose another --out"
     if found != kind:
         what = f"a gcsim {found} directory" if found else "files gcsim did not write"
         return (
-            f"{out} holds {what}; --force replaces only a {kind} directory, so nothing was "
+            f"{name} holds {what}; --force replaces only a {kind} directory, so nothing was "
             "deleted: choose another --out"
         )
     foreign = foreign_entries(out, kind)
@@ -110,7 +112,7 @@ def replacement_problem(out: Path, force: bool, kind: str = "run") -> str | None
             f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
         )
         return (
-            f"{out} is a {kind} directory but also holds files gcsim did not write ({shown}); "
+            f"{name} is a {kind} directory but also holds files gcsim did not write ({shown}); "
             "--force will not delete them: move them away or choose another --out"
         )
     return None
