@@ -123,6 +123,8 @@ class Case:
     timeout: float = TIMEOUT
     check: Callable[[Sandbox, Result], str | None] | None = None
     """A further invariant of a successful run: a problem, or None."""
+    names: str | None = None
+    """What a clean error must name (the dotted key or the option at fault)."""
 
 
 @dataclass
@@ -598,6 +600,8 @@ def classify(
         problems = output_problems(case, box, new, child)
         return (WRONG, "; ".join(problems[:3])) if problems else (OK, "")
     problems = error_format_problems(stderr)
+    if case.names is not None and case.names not in stderr:
+        problems.append(f"the message does not name {case.names}")
     if child.exit_code != 2:
         problems.insert(0, f"exit status {child.exit_code}")
     if new:
@@ -1156,7 +1160,7 @@ def stdout_has(fragment: str) -> Callable[[Sandbox, Result], str | None]:
     return check
 
 
-def same_bytes_as_old(relative: str) -> Callable[[Sandbox, Result], str | None]:
+def whole_run(relative: str) -> Callable[[Sandbox, Result], str | None]:
     """The run directory at ``relative`` is whole (its checksums hold)."""
 
     def check(box: Sandbox, result: Result) -> str | None:
@@ -1713,7 +1717,7 @@ def _key_cases() -> list[Case]:
             bad["1.5"] = 1.5
         for label, value in bad.items():
             changes = {**base, key: value}
-            cases.append(Case(f"{name} = {label}", RUN, config=config(changes)))
+            cases.append(Case(f"{name} = {label}", RUN, config=config(changes), names=key))
     for position, (name, key, base, smallest) in enumerate(INT_KEYS):
         bad = {"below the smallest": smallest - 1, "1.5": 1.5, "a string": "6", "true": True,
                ".nan": NAN, "10**30": 10**30}  # fmt: skip
@@ -1724,25 +1728,29 @@ def _key_cases() -> list[Case]:
         if position < 3:
             bad.update({"null": None, ".inf": INF, "a list": [6]})
         for label, value in bad.items():
-            cases.append(Case(f"{name} = {label}", RUN, config=config({**base, key: value})))
+            case = Case(f"{name} = {label}", RUN, config=config({**base, key: value}), names=key)
+            cases.append(case)
     for name, key, base in CHOICE_KEYS:
         for label, value in {"unknown": "nosuch", "a number": 1, "null": None}.items():
             if key == "output.decode_cond" and label == "unknown":
                 value = "yes"
             if key == "schemes.2.construction" and value is None:
                 continue  # null is the default (chosen by ell)
-            cases.append(Case(f"{name} = {label}", RUN, config=config({**base, key: value})))
+            case = Case(f"{name} = {label}", RUN, config=config({**base, key: value}), names=key)
+            cases.append(case)
     mappings = ["cluster", "cluster.compute", "cluster.failures", "cluster.network", "data",
                 "output", "schemes.2"]  # fmt: skip
     for key in mappings:
         for label, value in {"a list": [1, 2], "a string": "x", "a number": 3}.items():
-            cases.append(Case(f"{key} is {label}", RUN, config=config({key: value})))
+            cases.append(Case(f"{key} is {label}", RUN, config=config({key: value}), names=key))
     for key in ["cluster", "cluster.compute", "cluster.compute.rate", "schemes", "trials",
                 "cluster.workers", "schemes.2.load"]:  # fmt: skip
-        cases.append(Case(f"{key} missing", RUN, config=config({key: DELETE})))
+        cases.append(Case(f"{key} missing", RUN, config=config({key: DELETE}), names=key))
     for key in ["", "cluster.", "cluster.compute.", "cluster.failures.", "cluster.network.",
                 "data.", "output.", "schemes.3."]:  # fmt: skip
-        cases.append(Case(f"unknown key {key}extra", RUN, config=config({key + "extra": 1})))
+        cases.append(
+            Case(f"unknown key {key}extra", RUN, config=config({key + "extra": 1}), names="extra")
+        )
     cases += [
         Case(
             "typo: cluster.worker",
@@ -2339,7 +2347,7 @@ def _valid_cases() -> list[Case]:
             expect=ok,
             setup=make_run("out"),
             replaces=run_files("out"),
-            check=same_bytes_as_old("out"),
+            check=whole_run("out"),
         ),
         Case("run twice into results/", RUN, expect=ok, setup=make_run("results/base/first")),
         Case("a sweep", SWEEP, expect=ok),
@@ -2389,17 +2397,74 @@ def _valid_cases() -> list[Case]:
 
 
 #: Verbs whose valid runs are slow on a busy machine (a process pool is spawned, or figures
-#: drawn: seconds of CPU each): their cases get this timeout instead of TIMEOUT.
+#: drawn: seconds of CPU each): their cases get these timeouts instead of TIMEOUT, the longer
+#: one where the command may succeed (an error may still come after the pool started).
 SLOW_TIMEOUT = 120.0
+SLOW_ERROR_TIMEOUT = 45.0
+
+
+#: What the clean error of an issue case must name: the key or option to change.
+NAMES = {
+    "lognormal.mu .nan": "mu",
+    "lognormal.mu .nan, fastest_k only": "mu",
+    "lognormal.mu .nan (validate)": "mu",
+    "lognormal.mu .inf": "mu",
+    "lognormal.mu -.inf": "mu",
+    "--set cluster.compute.shift=.nan": "shift",
+    ".inf shift": "shift",
+    ".inf pareto scale": "scale",
+    ".inf weibull scale": "scale",
+    ".inf gamma scale": "scale",
+    ".inf deterministic value": "value",
+    ".inf latency": "latency",
+    ".inf time_per_float": "time_per_float",
+    ".inf slowdown": "slowdown",
+    "trials 10**12": "trials",
+    "workers 10**7": "workers",
+    "workers 10**7, uncoded only": "workers",
+    "chunks 10**9, uncoded only": "chunks",
+    "candidates 10**9": "candidates",
+    "ordering --workers 10000000": "--workers",
+    "dim 10**12": "dim",
+    "dim 10**9 with gradients": "dim",
+    "name with a NUL byte": "name",
+    "name of 5,000 characters": "name",
+    "name with a NUL byte (sweep)": "name",
+    "name of 5,000 characters (sweep)": "name",
+    "--out under a file": "--out",
+    "--out under a file (sweep)": "--out",
+    "--out in /proc": "--out",
+    "--out in /proc/self": "--out",
+    "--out in read-only /sys": "--out",
+    "--out in read-only /sys/kernel": "--out",
+    "sweep --out in read-only /sys": "--out",
+    "--out of 5,000 characters": "--out",
+    "run --dask 'not a url'": "--dask",
+    "sweep --dask 'not a url'": "--dask",
+    "garbage DASK_SCHEDULER_ADDRESS": "DASK_SCHEDULER_ADDRESS",
+    "duplicate top-level key": "trials",
+    "duplicate nested key": "workers",
+    "duplicate key in a scheme": "load",
+    "duplicate key in a distribution": "rate",
+    "duplicate key in a flow mapping": "dim",
+    "force over a directory of documents": "--out",
+    "force over the working directory ($PWD)": "--out",
+    "force over results/ holding other runs": "--out",
+    "force over a directory with a foreign manifest.json": "--out",
+}
 
 
 def build_cases() -> list[Case]:
     cases = _issue_cases() + _key_cases() + _semantic_cases() + _file_cases()
     cases += _argument_cases() + _valid_cases()
     for case in cases:
+        if case.id in NAMES:
+            case.names = NAMES[case.id]
+        elif case.id.startswith("ordering: "):
+            case.names = "ordering"
         slow = case.argv[:1] in (("sweep",), ("plot",)) or "--jobs" in case.argv[:-1]
         if slow and case.timeout == TIMEOUT:
-            case.timeout = SLOW_TIMEOUT
+            case.timeout = SLOW_TIMEOUT if OK in case.expect else SLOW_ERROR_TIMEOUT
     ids = [case.id for case in cases]
     duplicates = {i for i in ids if ids.count(i) > 1}
     if duplicates:
