@@ -128,7 +128,13 @@ class Cluster:
             times = np.empty((n, m, self.steps))
             for k in range(self.steps):
                 times[:, :, k] = self.sampler.draw(generator(seed, "compute", block, k), (n, m))
-        times *= self.slowdown[None, :, None]
+        with np.errstate(over="ignore"):  # an overflow is reported just below, by its key
+            times *= self.slowdown[None, :, None]
+        if not np.isfinite(times).all():  # finite parameters whose draws overflow float64
+            raise cfg.ConfigError(
+                [("cluster.compute", "draws times that overflow float64 (inf or NaN); use "
+                  "smaller times or slowdowns (or larger rates)")]
+            )  # fmt: skip
 
         failures = self.exp.cluster.failures
         down = generator(seed, "down", block).random((n, m)) < failures.prob

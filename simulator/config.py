@@ -43,6 +43,10 @@ class ConfigError(Exception):
     def lines(self) -> list[str]:
         return [f"{key}: {message}" if key else message for key, message in self.problems]
 
+    def __reduce__(self):
+        """Pickled with its problems, so one raised in a pool's worker arrives whole."""
+        return (type(self), (self.problems,))
+
 
 class Strict(BaseModel):
     """Base of every config model: unknown keys are errors, no silent coercion (``true`` is not

@@ -315,21 +315,37 @@ def run_range(
     engine; the two engines give the same rows, so the split never shows in the results. BLAS
     runs on one thread meanwhile, and the cycle collector lazily (``tuning.simulating``).
     ``protocols``: ``build(exp)`` made already (planning original_gc's code takes seconds at
-    m = 200, so a run plans once for all its ranges); built here otherwise."""
+    m = 200, so a run plans once for all its ranges); built here otherwise. A row that
+    decoded at a time that is not finite is refused (``ConfigError``): float64 overflowed."""
     with simulating():
         if protocols is None:
             protocols = build(exp)
         if chosen_engine(exp) == "des":
-            return run_trials(exp, first, count, progress, on_events, protocols)
+            summary, events = run_trials(exp, first, count, progress, on_events, protocols)
+            return _finite(summary), events
         from .engine.fast import run_trials_fast
 
         traced_end = min(first + count, max(first, exp.output.events_trials))
         if traced_end == first:  # no traced trial in this range
             rest = run_trials_fast(exp, first, count, progress, protocols)
-            return rest, _frame([], EVENT_COLUMNS)
+            return _finite(rest), _frame([], EVENT_COLUMNS)
         summary, events = run_trials(exp, first, traced_end - first, progress, on_events, protocols)
         rest = run_trials_fast(exp, traced_end, first + count - traced_end, progress, protocols)
-        return pd.concat([summary, rest], ignore_index=True), events
+        return _finite(pd.concat([summary, rest], ignore_index=True)), events
+
+
+def _finite(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows``, unless one decoded at a non-finite time: the config's times overflow float64
+    (a finite ``1e308`` shift, a ``5e-324`` rate...), and such a row would read as a success."""
+    bad = rows["decoded"].to_numpy(bool) & ~np.isfinite(rows["completion_time"].to_numpy(float))
+    if bad.any():
+        trial = int(rows["trial"].to_numpy()[bad][0])
+        raise cfg.ConfigError(
+            [("cluster", f"times overflow float64 (trial {trial} decoded at time inf): compute "
+              "times, slowdown, latency or time_per_float are too large (or rates too small); "
+              "scale them down")]
+        )  # fmt: skip
+    return rows
 
 
 def _range_task(exp: cfg.Experiment, first: int, count: int) -> tuple[pd.DataFrame, pd.DataFrame]:
