@@ -15,7 +15,9 @@ summary rows), and reading the summary back for the table. Time is planning, whi
 process that runs trials does again and nothing spreads, and the CPU time of the trials,
 which ``--jobs`` and Dask spread; its constants are the cheapest measured (a lower bound),
 so only a run that is absurd whatever the executor is refused. One process is assumed: each
-worker of ``--jobs`` holds its own plans and blocks.
+worker of ``--jobs`` holds its own plans and blocks. The summary is assumed streamed, as
+``gcsim run`` and sweeps do; ``runner.run(exp)`` without ``summary_to`` holds every row
+instead (about 260 bytes each), which the estimate does not count.
 
 Measured (2 cores, under load; peaks above the interpreter from ru_maxrss, times best of a
 few):
@@ -36,6 +38,11 @@ few):
   event engine 91 us at m = 1 and 270 us at m = 20 (about 10 us an event);
 - the summary read back for the table (``runner.scheme_table_of_file``): 8 bytes a row plus
   16 a trial.
+
+Checked against whole runs (estimate beyond ``BASELINE_BYTES`` / peak above the interpreter's
+160 MiB): original_gc m = 400, load 10, 16 candidates: 389 / 338 MiB, planning 77 / 83 s;
+partial_gc m = 2,000, load 10, ell 2, dim 10,000 gradients: 623 / 384 MiB; polynomial
+original_gc m = 300 and uncoded, 300 trials: 36 / 106 MiB (fixed costs the baseline covers).
 """
 
 from __future__ import annotations
@@ -111,17 +118,16 @@ class Estimate:
     """A run's costs by phase (see the module docstring)."""
 
     held: list[Part] = field(default_factory=list)  # plans: from planning to the end
-    planning: list[Part] = field(default_factory=list)  # while one scheme is planned
+    planning: list[list[Part]] = field(default_factory=list)  # per scheme, while it is planned
     working: list[Part] = field(default_factory=list)  # while trials run
     table: list[Part] = field(default_factory=list)  # reading the summary back
     plan_seconds: list[Part] = field(default_factory=list)
     run_seconds: list[Part] = field(default_factory=list)  # CPU, spread by --jobs and Dask
 
     def phases(self) -> list[list[Part]]:
-        """The parts alive together in each phase (the largest transient of planning only)."""
-        biggest = max(self.planning, key=lambda p: p.amount, default=None)
-        planning = self.held + ([biggest] if biggest is not None else [])
-        return [planning, self.held + self.working, self.table]
+        """The parts alive together in each phase (of planning, the costliest scheme's)."""
+        biggest = max(self.planning, key=_total, default=[])
+        return [self.held + biggest, self.held + self.working, self.table]
 
     @property
     def memory(self) -> float:
@@ -190,23 +196,40 @@ def estimate(exp: Experiment) -> Estimate:
             "lower trials (a sweep over seed splits a long run into points)",
         )
     )
-    per_trial = 0.0
     for i, (scheme, scheme_steps) in enumerate(zip(exp.schemes, steps, strict=True)):
-        per_trial += _scheme_costs(est, exp, scheme, f"schemes.{i}", m, n, scheme_steps)
+        decode = _scheme_costs(est, exp, scheme, f"schemes.{i}", m, n, scheme_steps)
+        if decode > 0:
+            est.run_seconds.append(
+                Part(
+                    f"schemes.{i}",
+                    f"schemes.{i} ({scheme.protocol}): its decodes, {format_duration(decode)} "
+                    "a trial",
+                    trials * decode,
+                    "lower cluster.workers (or switch off output.decode_cond, data.gradients)",
+                )
+            )
     traced = min(_f(exp.output.events_trials), trials)
     events = sum(m * s for s in steps) * DES_EVENT_SECONDS
     fast = sum(FAST_TRIAL_SECONDS + FAST_STEP_SECONDS * m * s for s in steps)
     engine = events if exp.engine == "des" else fast
-    gradient = GRADIENT_SECONDS * n * dim if exp.data.gradients != "none" else 0.0
-    each = engine + gradient + per_trial
     est.run_seconds.append(
         Part(
             "trials",
-            f"{_n(trials)} trials of {schemes} schemes at {format_duration(each)} or more each",
-            (trials - traced) * each + traced * (events + gradient + per_trial),
+            f"simulating {_n(trials)} trials of {schemes} schemes, "
+            f"{format_duration(engine)} or more each",
+            (trials - traced) * engine + traced * events,
             "lower trials",
         )
     )
+    if exp.data.gradients != "none":
+        est.run_seconds.append(
+            Part(
+                "data.dim",
+                f"drawing {_n(n)} x {_n(dim)} gradient floats a trial",
+                trials * GRADIENT_SECONDS * n * dim,
+                "lower data.dim, or set data.gradients: none",
+            )
+        )
     return est
 
 
@@ -294,17 +317,25 @@ def _scheme_costs(
     if construction == "random":
         candidates = _f(scheme.candidates)
         scored = candidates > 1 and s > 0
-        stack = PROBES * rows * m * 8 * 1.2 if scored else 0.0
-        est.planning.append(
+        transient = [
             Part(
                 f"{key}.candidates",
-                f"{what}: {_n(candidates)} candidate codes of {_n(m)} x {_n(m)} floats"
-                + (f" and their scoring, {PROBES} matrices of {_n(rows)} x {_n(m)}" if scored
-                   else ""),
-                candidates * m * m * 8 + stack,
-                f"lower {key}.candidates (1 keeps the first code) or cluster.workers",
+                f"{what}: {_n(candidates)} candidate codes of {_n(m)} x {_n(m)} floats",
+                candidates * m * m * 8,
+                f"lower {key}.candidates (1 keeps the first code)",
             )
-        )  # fmt: skip
+        ]
+        if scored:
+            transient.append(
+                Part(
+                    "cluster.workers",
+                    f"{what}: scoring its candidate codes, {PROBES} matrices of {_n(rows)} x "
+                    f"{_n(m)}",
+                    PROBES * rows * m * 8 * 1.2,
+                    f"lower cluster.workers, or {key}.candidates to 1 (no scoring)",
+                )
+            )
+        est.planning.append(transient)
         est.plan_seconds.append(
             Part(
                 f"{key}.candidates",
@@ -425,13 +456,14 @@ def problems(exp: Experiment, memory: float | None = None) -> list[tuple[str, st
         )
     running = _total(est.run_seconds)
     if running > RUN_LIMIT_SECONDS:
-        top = est.run_seconds[0]
+        top = max(est.run_seconds, key=lambda p: p.amount)
         out.append(
             (
                 top.key,
                 f"the trials would take at least {format_duration(running)} of CPU time "
-                f"({top.what}), more than the {format_duration(RUN_LIMIT_SECONDS)} a run may take "
-                f"however many processes share it; {top.fix}",
+                f"({top.what}: {format_duration(top.amount)}), more than the "
+                f"{format_duration(RUN_LIMIT_SECONDS)} a run may take however many processes "
+                f"share it; {top.fix}",
             )
         )
     return out
@@ -439,6 +471,7 @@ def problems(exp: Experiment, memory: float | None = None) -> list[tuple[str, st
 
 def _n(value: float) -> str:
     """A count for a message: 10,000,000 (or 1.0e+40 when it is astronomical)."""
+    value = _f(value)
     return f"{value:,.0f}" if value < 1e15 else f"{value:.1e}"
 
 

@@ -53,7 +53,7 @@ class Strict(BaseModel):
     a worker count, ``"3"`` is not a number), values are checked on assignment.
 
     Every float is finite (``allow_inf_nan=False``, so YAML's ``.nan`` and ``.inf`` and a
-    ``1.0e999`` that overflows are refused): a NaN compute time made rows that said decoded
+    ``1.0e+999`` that overflows are refused): a NaN compute time made rows that said decoded
     with a NaN completion time, and an infinite shift, latency or slowdown ones that said
     decoded at time inf. No key gives infinity a meaning ("never" is spelled otherwise: a
     ``crash_rate`` of 0, ``mode: exact`` instead of an infinite deadline); a key that ever
@@ -461,6 +461,7 @@ def _semantic_problems(exp: Experiment, layouts: bool = True) -> list[tuple[str,
                 (f"cluster.failures.workers.{i}", f"worker id {w} is out of range 0..{m - 1}")
             )
     problems += _distribution_problems(cluster.compute, "cluster.compute", nested=False)
+    problems += _time_problems(exp)
 
     uses = collections.Counter(s.label for s in exp.schemes if s.label is not None)
     labels_all = exp.labels()
@@ -579,11 +580,92 @@ def _distribution_problems(dist: Any, key: str, nested: bool) -> list[tuple[str,
     return problems
 
 
+#: Largest time (in the config's unit) a setting may reach: far beyond any meaningful one, and
+#: far enough from float overflow (1.8e308) that no sum of times in a trial gets there.
+MAX_TIME = 1e100
+#: Compute times are judged at this upper-tail probability (rarer draws are never seen).
+TAIL = 1e-12
+
+
+def _exp(x: float) -> float:
+    return math.inf if x > 709.0 else math.exp(x)
+
+
+def tail_time(dist: Any) -> float:
+    """A compute time that a draw of ``dist`` exceeds with probability at most ``TAIL`` (an
+    upper bound where the quantile has no closed form; inf where it overflows). Empirical
+    data is checked finite when read, so it counts 0 here."""
+    t = math.log(1 / TAIL)
+    if isinstance(dist, Deterministic):
+        return dist.value
+    if isinstance(dist, Exponential | ShiftedExponential):
+        return getattr(dist, "shift", 0.0) + t / dist.rate
+    if isinstance(dist, Pareto):
+        return dist.scale * _exp(t / dist.alpha)
+    if isinstance(dist, Weibull):
+        return dist.scale * _exp(math.log(t) / dist.shape)
+    if isinstance(dist, Lognormal):
+        return _exp(dist.mu + dist.sigma * 7.035)  # P(Z > 7.035) < 1e-12
+    if isinstance(dist, Gamma):  # sub-gamma tail: P(X > k + sqrt(2kt) + t) <= e^-t, scale 1
+        return dist.scale * (dist.shape + math.sqrt(2 * dist.shape * t) + t)
+    if isinstance(dist, Bimodal):
+        return max(tail_time(dist.fast), tail_time(dist.slow))
+    return 0.0
+
+
+def _time_problems(exp: Experiment) -> list[tuple[str, str]]:
+    """Times beyond ``MAX_TIME``. Finite settings can still make infinite times: an
+    exponential rate of 1e-320 draws inf, a lognormal mu of 1e12 too, and the rows of such a
+    run said decoded at time inf. Each chunk time (its tail, times the slowdown), message
+    delay, detection timeout and deadline must stay below MAX_TIME."""
+    cluster, problems = exp.cluster, []
+    tail = tail_time(cluster.compute)
+    slowest = max(cluster.slowdown, default=1.0)
+    network = cluster.network
+    floats = float(min(max(exp.data.dim, exp.cluster.workers), 10**300))  # a message, roughly
+    limit = f"beyond {MAX_TIME:.0e} (times that large overflow to infinity when added up)"
+    if tail > MAX_TIME:
+        problems.append(
+            (
+                "cluster.compute",
+                f"compute times reach {tail:.1e} (the {TAIL:.0e} upper tail), {limit}; "
+                "choose parameters with a lighter tail or a smaller time unit",
+            )
+        )
+    elif tail * slowest > MAX_TIME:
+        problems.append(
+            ("cluster.slowdown", f"a slowed-down chunk takes up to {tail * slowest:.1e}, {limit}")
+        )
+    if network.latency > MAX_TIME:
+        problems.append(("cluster.network.latency", f"{network.latency:.1e} is {limit}"))
+    if network.time_per_float * floats > MAX_TIME:
+        problems.append(
+            (
+                "cluster.network.time_per_float",
+                f"a message of {floats:,.0f} floats takes {network.time_per_float * floats:.1e}, "
+                f"{limit}",
+            )
+        )
+    if cluster.failures.detect_timeout > MAX_TIME:
+        problems.append(
+            ("cluster.failures.detect_timeout", f"{cluster.failures.detect_timeout:.1e} is {limit}")
+        )
+    for i, scheme in enumerate(exp.schemes):
+        deadline = getattr(scheme, "deadline", None)
+        if deadline is not None and deadline > MAX_TIME:
+            problems.append((f"schemes.{i}.deadline", f"{deadline:.1e} is {limit}"))
+    return problems
+
+
 def read_empirical(path: Path, column: str, key: str = "cluster.compute") -> np.ndarray:
     """Non-negative finite samples from a CSV or parquet column, or ConfigError naming the key."""
     import pandas as pd
 
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # a name too long for the file system, ...
+        raise ConfigError([(f"{key}.file", f"cannot use {path}: {exc.strerror}")]) from None
+    if not found:
         raise ConfigError([(f"{key}.file", f"empirical data file not found: {path}")])
     try:
         frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
@@ -700,11 +782,13 @@ def _union_tag(member: Any) -> str:
 def _shown_input(value: Any) -> str:
     """A value as a message shows it: its repr, cut short (a 4,000-digit number, a 5,000
     character name); an integer too long for ``repr`` by its size."""
+    if isinstance(value, str) and len(value) > 60:
+        return f"{value[:50]!r}... ({len(value):,} characters)"
     try:
         text = repr(value)
     except ValueError:  # more digits than Python converts
         return f"an integer of {value.bit_length():,} bits"
-    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters of text)"
 
 
 def _pydantic_problems(errors: list[dict[str, Any]]) -> list[tuple[str, str]]:
