@@ -254,11 +254,15 @@ def run_sweep(
             shutil.rmtree(target)
         todo.append(point)
     _write_sweep_json(root, base, grids, zipped, points, report)
-    if todo:
-        _execute(todo, root, Path(config_path).parent, jobs, dask, retries, report, progress)
-    else:
-        report.executor = "none (every point was already done)"
-    report.grid = _combine(root, points, report)
+    try:
+        if todo:
+            _execute(todo, root, Path(config_path).parent, jobs, dask, retries, report, progress)
+        else:
+            report.executor = "none (every point was already done)"
+        report.grid = _combine(root, points, report)
+    except BaseException:  # stopped (interrupt, error): sweep.json says which points are done
+        _write_sweep_json(root, base, grids, zipped, points, report)
+        raise
     report.seconds = time.perf_counter() - started
     _write_sweep_json(root, base, grids, zipped, points, report)
     return report
@@ -266,7 +270,21 @@ def run_sweep(
 
 def _execute(todo, root, source_dir, jobs, dask, retries, report, progress) -> None:
     """Run points until each is done or has failed ``retries + 1`` times. A worker process that
-    dies breaks the pool: its points fail this round and run again in a fresh executor."""
+    dies breaks the pool: its points fail this round and run again in a fresh executor.
+
+    An interrupt (KeyboardInterrupt, the CLI's SIGTERM) or any other exception leaving here
+    stops the executor at once (``open_executor``): nothing queued starts, the workers are
+    ended, and the hidden files of the points they abandoned are removed. Finished points are
+    whole directories already; the rest are left for a rerun."""
+    try:
+        _execute_rounds(todo, root, source_dir, jobs, dask, retries, report, progress)
+    except BaseException:
+        if dask is None or dask == "local":  # every worker is gone: nothing still writes
+            _clean_staging(root / "points")
+        raise
+
+
+def _execute_rounds(todo, root, source_dir, jobs, dask, retries, report, progress) -> None:
     attempts = {point.id: 0 for point in todo}
     pending = list(todo)
     while pending:
@@ -318,9 +336,17 @@ def _check_sweep_dir(root: Path, points: list[Point], force: bool) -> None:
 
 
 def _clean_staging(points_dir: Path) -> None:
-    """Remove temporary directories left by a killed sweep: never merged, never trusted."""
+    """Remove what a killed or interrupted sweep's points left half-made: staging directories
+    and the summaries and traces they were streaming (hidden files). Never merged, never
+    trusted."""
     for leftover in points_dir.glob(".*"):
-        shutil.rmtree(leftover, ignore_errors=True)
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            try:
+                leftover.unlink()
+            except OSError:  # gone meanwhile, or not ours to remove: left as rmtree leaves it
+                pass
 
 
 def _combine(root: Path, points: list[Point], report: SweepReport) -> pd.DataFrame:
