@@ -20,6 +20,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import config as cfg
+from .paths import environment_problem, make_dirs, remove_if_empty
+from .replace import target_lock
 from .runner import RunResult, run
 
 INPUT_ERROR = 2
@@ -30,6 +32,14 @@ def _fail(problems: list[str]) -> None:
     for line in problems:
         err.print(f"[bold red]error:[/] {escape(line)}", markup=True)
     sys.exit(INPUT_ERROR)
+
+
+def _problem_lines(exc: BaseException) -> list[str]:
+    """One line per problem: a config's, or the environment's (a path that cannot be made or
+    written, a full disk), naming the path and the fix."""
+    if isinstance(exc, cfg.ConfigError):
+        return exc.lines()
+    return [environment_problem(exc)]
 
 
 def _load(config: str, overrides: tuple[str, ...]) -> cfg.Experiment:
@@ -44,6 +54,37 @@ def _load(config: str, overrides: tuple[str, ...]) -> cfg.Experiment:
 @click.version_option(package_name="gcsim", prog_name="gcsim")
 def cli() -> None:
     """gcsim: simulate stragglers and gradient-coding schemes on a random cluster."""
+
+
+def local_jobs_limit() -> int:
+    """The most processes ``--jobs`` may start on this machine: 4 per core, or 64."""
+    return max(64, 4 * (os.cpu_count() or 1))
+
+
+class JobsOption(click.Option):
+    """``--jobs``. On a local process pool every job is a process of its own (hundreds of MB
+    each), so more than ``local_jobs_limit()`` is refused before anything starts (--jobs
+    1000000 ran until memory ran out). With Dask (``--dask``, or for a sweep
+    DASK_SCHEDULER_ADDRESS) the number keeps the meaning Dask gives it and is not limited."""
+
+    def __init__(self, *args, dask_from_env: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.dask_from_env = dask_from_env
+
+    def handle_parse_result(self, ctx: click.Context, opts, args):
+        # ``opts`` holds every option given, so --dask counts wherever it stands on the line.
+        value, args = super().handle_parse_result(ctx, opts, args)
+        dask = opts.get("dask") or (self.dask_from_env and os.environ.get("DASK_SCHEDULER_ADDRESS"))
+        limit = local_jobs_limit()
+        if isinstance(value, int) and value > limit and not dask and not ctx.resilient_parsing:
+            _fail(
+                [
+                    f"--jobs: {value:,} processes is more than this machine runs usefully "
+                    f"(at most {limit}: 4 per core on {os.cpu_count() or 1} cores, or 64); "
+                    "lower --jobs, or give --dask for a cluster"
+                ]
+            )
+        return value, args
 
 
 OVERRIDE = click.option(
@@ -65,6 +106,7 @@ OVERRIDE = click.option(
 @click.option(
     "--jobs",
     "-j",
+    cls=JobsOption,
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
@@ -88,34 +130,42 @@ def run_command(
 ) -> None:
     """Run one experiment and write its run directory."""
     from .results import check_writable, default_run_dir, write_run
-    from .scratch import scratch_path, sweep_stale
+    from .scratch import recover_retired, scratch_path, sweep_stale
 
     exp = _load(config, overrides)
-    target = Path(out) if out else default_run_dir(exp)
-    # The summary and the event traces stream to hidden files beside the target (memory
-    # bounded whatever the trials and output.events_trials); write_run moves them into the run
-    # directory. On any failure or interrupt they are removed; those of runs killed outright
-    # are swept up here.
-    events = scratch_path(target, "events", ".parquet")
-    summary = scratch_path(target, "summary", ".parquet")
-    removed, freed = sweep_stale(target.parent)
-    if removed and not quiet:
-        click.echo(
-            f"removed {removed} temporary file(s) of killed runs from {target.parent} "
-            f"({freed / 2**20:.1f} MiB)",
-            err=True,
-        )
+    created: list[Path] = []
     try:
-        try:
-            check_writable(target, force)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            result = _run_with_progress(exp, quiet, jobs, dask, events, summary)
-        except cfg.ConfigError as exc:  # e.g. an empirical data file that cannot be read
-            _fail(exc.lines())
-        path = write_run(result, target, argv=["gcsim", *sys.argv[1:]], force=force)
-    finally:
-        events.unlink(missing_ok=True)
-        summary.unlink(missing_ok=True)
+        target = Path(out) if out else default_run_dir(exp)
+        check_writable(target, force)  # before anything is created
+        if dask is not None:
+            from .executors import check_dask_address
+
+            check_dask_address(dask)
+        created = make_dirs(target.parent)
+        with target_lock(target):  # one writer per target, held until the results are in
+            for line in recover_retired(target):
+                click.echo(line, err=True)
+            removed, freed = sweep_stale(target.parent)
+            if removed and not quiet:
+                click.echo(
+                    f"removed {removed} temporary file(s) of killed runs from {target.parent} "
+                    f"({freed / 2**20:.1f} MiB)",
+                    err=True,
+                )
+            # The summary and the event traces stream to hidden files beside the target
+            # (memory bounded whatever the trials and output.events_trials); write_run moves
+            # them into the run directory. On any failure or interrupt they are removed.
+            events = scratch_path(target, "events", ".parquet")
+            summary = scratch_path(target, "summary", ".parquet")
+            try:
+                result = _run_with_progress(exp, quiet, jobs, dask, events, summary)
+                path = write_run(result, target, argv=["gcsim", *sys.argv[1:]], force=force)
+            finally:
+                events.unlink(missing_ok=True)
+                summary.unlink(missing_ok=True)
+    except (cfg.ConfigError, OSError) as exc:
+        remove_if_empty(created)
+        _fail(_problem_lines(exc))
     if not quiet:
         console = Console()
         if not console.is_terminal:
@@ -231,6 +281,8 @@ def scheme_table(result: RunResult) -> Table:
 @click.option(
     "--jobs",
     "-j",
+    cls=JobsOption,
+    dask_from_env=True,
     type=click.IntRange(min=1),
     default=None,
     help="Parallel workers (default: all cores).",
@@ -286,8 +338,8 @@ def sweep_command(config, grids, zipped, overrides, jobs, dask, out, force, retr
                 retries,
                 progress,
             )
-    except cfg.ConfigError as exc:
-        _fail(exc.lines())
+    except (cfg.ConfigError, OSError) as exc:
+        _fail(_problem_lines(exc))
     if not quiet:
         out_console = Console() if Console().is_terminal else Console(width=140)
         out_console.print(sweep_table(report))
@@ -383,6 +435,8 @@ def plot_command(path: str, out: str | None, trial: int, timelines: tuple[str, .
             )
     except (FileNotFoundError, ValueError) as exc:
         _fail([str(exc)])
+    except OSError as exc:
+        _fail([environment_problem(exc)])
     for file in files:
         click.echo(str(file))
 
@@ -408,6 +462,8 @@ def trace_command(run_dir: str, trial: int, scheme: str | None, out: str | None)
         path = write_chrome_trace(Path(run_dir), trial, scheme, target)
     except ValueError as exc:
         _fail([f"--trial/--scheme: {exc}"])
+    except OSError as exc:
+        _fail([environment_problem(exc)])
     click.echo(str(path))
 
 
@@ -445,12 +501,38 @@ def ordering_command(workers, load, assignment, ordering, seed, ell, as_json) ->
     """Q_max(ell) of an assignment's processing order, against the lower bound."""
     import json
 
-    from .coding.ordering import ordering_report
+    from .budget import available_memory, format_bytes, format_duration
+    from .coding.ordering import REPORT_LIMIT_SECONDS, ordering_report, report_cost
 
     if load > workers:
         _fail([f"--load: must be at most --workers ({workers}), got {load}"])
     if ell is not None and ell > load:
         _fail([f"--ell: must be at most --load ({load}), got {ell}"])
+    # Refuse up front what would not finish or fit (--workers 10000000 ran for ever).
+    cost, memory = report_cost(workers, load, table=not as_json), available_memory()
+    sizes = f"{workers:,} workers x load {load:,}"
+    if cost.bytes > memory:
+        _fail(
+            [
+                f"--workers: {sizes} would need about {format_bytes(cost.bytes)} of memory, "
+                f"more than the {format_bytes(memory)} this process may use; lower --workers "
+                "or --load"
+            ]
+        )
+    if cost.seconds + cost.table_seconds > REPORT_LIMIT_SECONDS:
+        table = (
+            f" (printing the table: {format_duration(cost.table_seconds)}; --json skips it)"
+            if cost.table_seconds > REPORT_LIMIT_SECONDS / 2
+            else ""
+        )
+        _fail(
+            [
+                f"--workers: {sizes} would take about "
+                f"{format_duration(cost.seconds + cost.table_seconds)}{table}, more than the "
+                f"{format_duration(REPORT_LIMIT_SECONDS)} this command may; lower --workers "
+                "or --load"
+            ]
+        )
     try:
         report = ordering_report(workers, load, assignment, ordering, seed)
     except ValueError as exc:
@@ -495,6 +577,7 @@ def ordering_command(workers, load, assignment, ordering, seed, ell, as_json) ->
 @click.option(
     "--jobs",
     "-j",
+    cls=JobsOption,
     type=click.IntRange(min=1),
     default=None,
     help="Parallel workers (default: all cores).",

@@ -8,6 +8,7 @@ load larger than the cluster, a deadline missing in approximate mode) from ``_se
 
 from __future__ import annotations
 
+import collections
 import math
 import types
 import typing
@@ -16,7 +17,17 @@ from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+
+from . import budget, yaml_loading
 
 # --------------------------------------------------------------------------------------------
 # Errors
@@ -35,9 +46,68 @@ class ConfigError(Exception):
 
 class Strict(BaseModel):
     """Base of every config model: unknown keys are errors, no silent coercion (``true`` is not
-    a worker count, ``"3"`` is not a number), values are checked on assignment."""
+    a worker count, ``"3"`` is not a number), values are checked on assignment.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
+    Every float is finite (``allow_inf_nan=False``, so YAML's ``.nan`` and ``.inf`` and a
+    ``1.0e999`` that overflows are refused): a NaN compute time made rows that said decoded
+    with a NaN completion time, and an infinite shift, latency or slowdown ones that said
+    decoded at time inf. No key gives infinity a meaning ("never" is spelled otherwise: a
+    ``crash_rate`` of 0, ``mode: exact`` instead of an infinite deadline); a key that ever
+    should must say so in its docstring and opt out with ``Field(allow_inf_nan=True)``.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False
+    )
+
+
+#: A name becomes a directory under results/ (and a sweep's) and stays within one file-name
+#: component; a label becomes part of figure file names (slugged) and of one-line messages.
+NAME_BYTES, LABEL_CHARS = 200, 200
+
+
+def _printable_problem(text: str) -> str | None:
+    if not text:
+        return "must not be empty"
+    bad = next((c for c in text if not c.isprintable()), None)
+    if bad is not None:
+        return f"must not hold control or invisible characters (found {bad!r})"
+    return None
+
+
+def _checked_name(text: str) -> str:
+    """A run name as a single safe directory name (ValueError says what a name may hold)."""
+    rule = (
+        "a name is a directory under results/: letters, digits, spaces and punctuation, no / "
+        "or \\, not starting with '.'"
+    )
+    problem = _printable_problem(text)
+    if problem is None:
+        if "/" in text or "\\" in text:
+            problem = "must not hold a path separator"
+        elif text.startswith("."):
+            problem = "must not start with '.' (hidden, or a path like '..')"
+        elif len(text.encode("utf-8")) > NAME_BYTES:
+            problem = f"must be at most {NAME_BYTES} bytes in UTF-8"
+    if problem is not None:
+        raise ValueError(f"{problem}; {rule}")
+    return text
+
+
+def _checked_label(text: str) -> str:
+    """A scheme label: printable, one line, of a length figure file names can hold."""
+    problem = _printable_problem(text)
+    if problem is None and len(text) > LABEL_CHARS:
+        problem = f"must be at most {LABEL_CHARS} characters"
+    if problem is not None:
+        raise ValueError(
+            f"a label {problem} (it names the scheme in tables, messages and figure files)"
+        )
+    return text
+
+
+Name = Annotated[str, AfterValidator(_checked_name)]
+Label = Annotated[str, AfterValidator(_checked_label)]
 
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -186,7 +256,7 @@ class Output(Strict):
 
 
 class _Scheme(Strict):
-    label: str | None = None
+    label: Label | None = None
     """Name of the scheme in outputs (defaults to the protocol name, made unique)."""
 
 
@@ -303,7 +373,8 @@ def protocol_names() -> list[str]:
 
 
 class Experiment(Strict):
-    name: str | None = None
+    name: Name | None = None
+    """Names the run's directory, results/<name>/ (default: the config file's stem)."""
     seed: Annotated[int, Field(ge=0)] = 0
     trials: Annotated[int, Field(ge=1)]
     engine: Literal["des", "fast", "auto"] = "auto"
@@ -333,14 +404,24 @@ class Experiment(Strict):
         return self.data.chunks
 
     def labels(self) -> list[str]:
-        """Scheme labels: the given label, else the protocol name (suffixed #2, #3 if repeated)."""
+        """Scheme labels: the given label, else the protocol name (suffixed #2, #3 if repeated).
+
+        Linear in the schemes: a label once taken stays taken, so the suffix search for a base
+        resumes where it stopped last time (3,000 unlabelled schemes took minutes when every
+        search started again from #2 in a list)."""
         out: list[str] = []
+        taken: set[str] = set()
+        tried: dict[str, int] = {}  # base -> the last suffix tried for it
         for scheme in self.schemes:
             base = scheme.label or scheme.protocol
-            label, n = base, 1
-            while label in out:
+            label, n = base, tried.get(base, 1)
+            if n > 1:
+                label = f"{base}#{n}"
+            while label in taken:
                 n += 1
                 label = f"{base}#{n}"
+            tried[base] = n
+            taken.add(label)
             out.append(label)
         return out
 
@@ -357,7 +438,9 @@ class Experiment(Strict):
 # Semantic checks: things a type cannot say.
 
 
-def _semantic_problems(exp: Experiment) -> list[tuple[str, str]]:
+def _semantic_problems(exp: Experiment, layouts: bool = True) -> list[tuple[str, str]]:
+    """What the types cannot say. ``layouts``: also build each scheme's assignment and check
+    it (off when the run is too large to plan: building it is what would not fit)."""
     problems: list[tuple[str, str]] = []
     m, n = exp.cluster.workers, exp.chunks
     cluster = exp.cluster
@@ -375,15 +458,15 @@ def _semantic_problems(exp: Experiment) -> list[tuple[str, str]]:
             )
     problems += _distribution_problems(cluster.compute, "cluster.compute", nested=False)
 
-    labels = [s.label for s in exp.schemes if s.label is not None]
+    uses = collections.Counter(s.label for s in exp.schemes if s.label is not None)
     labels_all = exp.labels()
     for i, scheme in enumerate(exp.schemes):
         key = f"schemes.{i}"
-        if scheme.label is not None and labels.count(scheme.label) > 1:
+        if scheme.label is not None and uses[scheme.label] > 1:
             problems.append((f"{key}.label", f"label {scheme.label!r} is used by several schemes"))
         scheme_problems = _scheme_problems(scheme, key, m, n)
         problems += scheme_problems
-        if not scheme_problems and isinstance(scheme, _AssignedScheme):
+        if layouts and not scheme_problems and isinstance(scheme, _AssignedScheme):
             problems += _layout_problems(exp, scheme, key, labels_all[i])
     return problems
 
@@ -558,12 +641,14 @@ def _unwrap(annotation: Any) -> Any:
             return annotation
 
 
-def _walk(loc: tuple[Any, ...]) -> tuple[list[str], Any]:
+def _walk(loc: tuple[Any, ...]) -> tuple[list[str], Any, int | None]:
     """Follow a pydantic error location through the models: the displayed key parts (union tags
-    dropped) and the type found at its end."""
+    dropped), the type found at its end, and where in ``loc`` the tag of a plain union's member
+    was (None if nowhere)."""
     shown: list[str] = []
     current: Any = Experiment
-    for part in loc:
+    member_at = None
+    for at, part in enumerate(loc):
         current = _unwrap(current)
         origin = typing.get_origin(current)
         if isinstance(current, type) and issubclass(current, BaseModel):
@@ -574,38 +659,94 @@ def _walk(loc: tuple[Any, ...]) -> tuple[list[str], Any]:
             shown.append(str(part))
             current = typing.get_args(current)[0]
         elif origin in (Union, types.UnionType):
-            # A discriminated union: the location names the chosen tag; it is not a user key.
-            for member in typing.get_args(current):
-                member = _unwrap(member)
-                tags = [
-                    typing.get_args(f.annotation)[0]
-                    for name, f in member.model_fields.items()
-                    if name in ("dist", "protocol")
-                ]
-                if part in tags:
-                    current = member
-                    break
+            members = [_unwrap(m) for m in typing.get_args(current)]
+            if all(isinstance(m, type) and issubclass(m, BaseModel) for m in members):
+                # A discriminated union: the location names the chosen tag, not a user key.
+                current = next((m for m in members if part in _tags(m)), None)
+                if current is None:
+                    shown.append(str(part))
             else:
-                shown.append(str(part))
-                current = None
+                # A plain union (ordering: a name or a list of lists): the location names the
+                # member tried, as pydantic spells its type; not a user key either.
+                current = next((m for m in members if _union_tag(m) == part), None)
+                member_at = at
         else:
             shown.append(str(part))
             current = None
-    return shown, current
+    return shown, current, member_at
+
+
+def _tags(model: type[BaseModel]) -> list[Any]:
+    """The discriminator values (``dist`` or ``protocol``) a model answers to."""
+    return [
+        typing.get_args(f.annotation)[0]
+        for name, f in model.model_fields.items()
+        if name in ("dist", "protocol")
+    ]
+
+
+def _union_tag(member: Any) -> str:
+    """How pydantic names a plain union's member in an error location: list[list[int]],
+    literal['natural','random','optimal']."""
+    if typing.get_origin(member) is Literal:
+        return "literal[" + ",".join(repr(a) for a in typing.get_args(member)) + "]"
+    return str(member)
+
+
+def _shown_input(value: Any) -> str:
+    """A value as a message shows it: its repr, cut short (a 4,000-digit number, a 5,000
+    character name); an integer too long for ``repr`` by its size."""
+    try:
+        text = repr(value)
+    except ValueError:  # more digits than Python converts
+        return f"an integer of {value.bit_length():,} bits"
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text):,} characters)"
+
+
+def _pydantic_problems(errors: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """One (key, message) per problem. A plain union reports one error per member: if one
+    member got further into the value (a list whose item is wrong), only its errors are kept;
+    if none did, their messages become one ("... or a valid list")."""
+    walked = [(error, _walk(tuple(error["loc"]))[2]) for error in errors]
+    deeper = {
+        tuple(error["loc"][:at])
+        for error, at in walked
+        if at is not None and len(error["loc"]) > at + 1
+    }
+    problems: list[tuple[str, str]] = []
+    merged: dict[tuple[Any, ...], int] = {}  # union location -> index of its merged problem
+    for error, at in walked:
+        if at is None or len(error["loc"]) > at + 1:
+            problems.append(_format_pydantic(error))
+            continue
+        where = tuple(error["loc"][:at])
+        if where in deeper:
+            continue
+        key, message = _format_pydantic(error)
+        if where not in merged:
+            merged[where] = len(problems)
+            problems.append((key, message))
+            continue
+        got = f" (got {_shown_input(error['input'])})" if "input" in error else ""
+        first_key, first = problems[merged[where]]
+        head = first.removesuffix(got) if got else first
+        tail = (message.removesuffix(got) if got else message).removeprefix("Input should be ")
+        problems[merged[where]] = (first_key, f"{head}, or {tail}{got}")
+    return sorted(set(problems), key=problems.index)
 
 
 def _format_pydantic(error: dict[str, Any]) -> tuple[str, str]:
     kind, loc = error["type"], tuple(error["loc"])
     if kind == "extra_forbidden":
-        shown, _ = _walk(loc)
-        _, parent = _walk(loc[:-1])
+        shown, _, _ = _walk(loc)
+        _, parent, _ = _walk(loc[:-1])
         parent = _unwrap(parent)
         allowed = ""
         if isinstance(parent, type) and issubclass(parent, BaseModel):
             names = list(parent.model_fields)
             allowed = f"; allowed keys here: {', '.join(names)}"
         return ".".join(shown), f"unknown key{allowed}"
-    shown, _ = _walk(loc)
+    shown, _, _ = _walk(loc)
     key = ".".join(shown)
     if kind == "missing":
         return key, "required key is missing"
@@ -613,11 +754,15 @@ def _format_pydantic(error: dict[str, Any]) -> tuple[str, str]:
         tag_key = "protocol" if shown and shown[0] == "schemes" else "dist"
         known = protocol_names() if tag_key == "protocol" else DIST_NAMES
         got = error.get("ctx", {}).get("tag")
-        what = f"unknown {tag_key} {got!r}" if got is not None else f"missing '{tag_key}'"
+        what = (
+            f"unknown {tag_key} {_shown_input(got)}" if got is not None else f"missing '{tag_key}'"
+        )
         return f"{key}.{tag_key}", f"{what}; known: {', '.join(known)}"
     message = error["msg"]
+    if kind == "value_error":  # our own validators: their message, without pydantic's prefix
+        message = str(error.get("ctx", {}).get("error", message))
     if "input" in error and not isinstance(error["input"], dict | list):
-        message += f" (got {error['input']!r})"
+        message += f" (got {_shown_input(error['input'])})"
     return key, message
 
 
@@ -635,12 +780,18 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     parts = key.strip().split(".")
     if not key.strip() or any(not p for p in parts):
         raise ConfigError([("--set", f"bad key {key!r}: use dotted keys like schemes.1.ell")])
+    return parts, parse_value(raw, key, "--set")
+
+
+def parse_value(raw: str, key: str, option: str) -> Any:
+    """A command-line value (``--set``, ``--grid``) read as YAML, within the same limits as a
+    config file (``yaml_loading``): ConfigError naming the key otherwise."""
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        return yaml_loading.load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
-        message = f"--set value {raw!r} is not valid YAML ({_one_line(exc)})"
-        raise ConfigError([(key, message)]) from None
-    return parts, value
+        what = "is too large" if isinstance(exc, yaml_loading.LimitError) else "is not valid YAML"
+        shown = _shown_input(raw)
+        raise ConfigError([(key, f"{option} value {shown} {what} ({_one_line(exc)})")]) from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -709,16 +860,24 @@ def _accepts(item: Any, rest: list[str]) -> bool:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A config file's raw data: UTF-8 YAML within ``yaml_loading``'s limits (size, values
+    once aliases are expanded, nesting; no duplicate keys), a mapping at the top."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError([("", f"config file not found: {path}")])
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml_loading.load(yaml_loading.read_text(path))
+    except ValueError as exc:  # too large, not UTF-8
+        raise ConfigError([("", f"{path} {exc}")]) from None
+    except OSError as exc:
+        raise ConfigError([("", f"cannot read {path}: {exc.strerror or exc}")]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or _one_line(exc)
-        raise ConfigError([("", f"{path} is not valid YAML{where}: {problem}")]) from None
+        limit = isinstance(exc, yaml_loading.LimitError)
+        what = "is too large to be a config" if limit else "is not valid YAML"
+        raise ConfigError([("", f"{path} {what}{where}: {problem}")]) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -729,17 +888,37 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 def from_dict(
     data: dict[str, Any], source_dir: Path | str = ".", name: str | None = None
 ) -> Experiment:
-    """Validate raw data into an Experiment, or raise ConfigError listing every problem."""
+    """Validate raw data into an Experiment, or raise ConfigError listing every problem.
+
+    In order: the raw data's size (``_size_problems``), the types (pydantic), what the types
+    cannot say (``_semantic_problems``), whether the run fits this machine
+    (``budget.problems``: before any assignment is built, since building it is what would not
+    fit), then files and engine."""
+    if not isinstance(data, dict):
+        raise ConfigError(
+            [("", f"expected a mapping of keys at the top level, got {type(data).__name__}")]
+        )
     data = dict(data)
-    if name is not None and data.get("name") is None:
+    defaulted = name is not None and data.get("name") is None
+    if defaulted:
         data["name"] = name
+    problems = _size_problems(data)
+    if problems:
+        raise ConfigError(problems)
     try:
         exp = Experiment.model_validate(data)
     except ValidationError as exc:
-        problems = [_format_pydantic(e) for e in exc.errors()]
-        raise ConfigError(sorted(set(problems), key=problems.index)) from None
+        problems = _pydantic_problems(exc.errors())
+        if defaulted:  # say where a name nobody wrote came from
+            problems = [
+                (key, f"{message} (the name defaults to the config file's stem {name!r}; set "
+                 "name: in the config)" if key == "name" else message)
+                for key, message in problems
+            ]  # fmt: skip
+        raise ConfigError(problems) from None
     exp._source_dir = Path(source_dir)
-    problems = _semantic_problems(exp)
+    size = budget.problems(exp)
+    problems = _semantic_problems(exp, layouts=not size) + size
     problems += _empirical_problems(exp.cluster.compute, "cluster.compute", Path(source_dir))
     if exp.engine == "fast" and not problems:
         from .engine.fast import fast_problems  # the fast engine knows what it cannot do
@@ -751,6 +930,37 @@ def from_dict(
     if problems:
         raise ConfigError(problems)
     return exp
+
+
+def _size_problems(data: Any) -> list[tuple[str, str]]:
+    """What no config can be, checked on the raw data before pydantic walks it (data built in
+    Python does not pass the YAML limits): more values than ``yaml_loading.MAX_NODES`` with a
+    shared part counted wherever it appears (a structure containing itself never ends),
+    nesting deeper than ``yaml_loading.MAX_DEPTH``, an integer of more than 4,300 digits
+    (beyond what Python prints, so no message could show it)."""
+    count = 0
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    while stack:
+        node, path = stack.pop()
+        count += 1
+        where = ".".join(map(str, path))
+        if count > yaml_loading.MAX_NODES:
+            return [("", f"the config holds more than {yaml_loading.MAX_NODES:,} values (a part "
+                     "used in several places counts each time; one that contains itself never "
+                     "ends)")]  # fmt: skip
+        if len(path) >= yaml_loading.MAX_DEPTH:
+            return [(where, f"nesting deeper than {yaml_loading.MAX_DEPTH} levels")]
+        if isinstance(node, dict):
+            stack.extend((value, (*path, key)) for key, value in node.items())
+        elif isinstance(node, list | tuple):
+            stack.extend((value, (*path, i)) for i, value in enumerate(node))
+        elif isinstance(node, int) and node.bit_length() > _MAX_INT_BITS:
+            return [(where, "an integer of more than 4,300 digits")]
+    return []
+
+
+#: Bits of the largest integer Python converts to text by default (4,300 digits).
+_MAX_INT_BITS = 14_280
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:

@@ -20,7 +20,9 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -247,3 +249,32 @@ def _end_processes(workers: list[multiprocessing.process.BaseProcess]) -> None:
     for worker in running.values():
         with contextlib.suppress(OSError, ValueError):
             worker.kill()
+
+
+_ADDRESS = re.compile(
+    r"^(?:(?P<scheme>tcp|tls|ucx|ws|wss)://)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)"
+    r":(?P<port>\d{1,5})/?$"
+)
+
+
+def check_dask_address(address: str, key: str = "--dask") -> None:
+    """Refuse, before anything is created, a ``--dask`` value (or ``$DASK_SCHEDULER_ADDRESS``)
+    that is neither ``local`` nor a scheduler address ``[tcp|tls|ucx|ws|wss://]HOST:PORT``, and
+    a TCP address where nothing listens (refused at once, instead of Dask's 10 s of retries)."""
+    if address == "local":
+        return
+    match = _ADDRESS.match(address)
+    if match is None or not 0 < int(match["port"]) < 65536:
+        raise cfg.ConfigError(
+            [(key, f"{address!r} is not 'local' nor a scheduler address like tcp://HOST:8786")]
+        )
+    if match["scheme"] in (None, "tcp"):
+        host = match["host"].strip("[]")
+        try:
+            socket.create_connection((host, int(match["port"])), timeout=5).close()
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            raise cfg.ConfigError(
+                [(key, f"cannot reach a scheduler at {address}: {why}; start one "
+                  "(dask scheduler) or check the address")]
+            ) from None  # fmt: skip

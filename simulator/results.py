@@ -1,14 +1,16 @@
 """Run directories: ``config.yaml``, ``manifest.json``, ``summary.parquet``, ``events.parquet``.
 
 A run directory appears whole or not at all: everything is written into a hidden temporary
-sibling and renamed into place at the end, so an interrupted or failed run never leaves a
-directory that looks finished. Existing results are never overwritten silently.
+sibling and swapped into place at the end, so an interrupted or failed run never leaves a
+directory that looks finished. Existing results are never overwritten silently, and ``--force``
+replaces only a run directory (``replace.py``: recognised, locked, swapped atomically).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import shutil
 import sys
@@ -22,35 +24,36 @@ import yaml
 from . import __version__
 from .config import ConfigError, Experiment
 from .parquet import write_parquet
+from .replace import check_replaceable, swap_into_place, target_lock
 from .runner import EVENT_COLUMNS, SUMMARY_COLUMNS, RunResult
-from .scratch import scratch_path
+from .scratch import recover_retired, scratch_path
+
+
+def confined(root: Path, name: str, what: str = "name") -> Path:
+    """``root / name``, refused (ConfigError) unless it stays inside ``root``: a config's name
+    is one directory under the results root, never a path out of it."""
+    base = root / name
+    inside = Path(os.path.abspath(base)).is_relative_to(os.path.abspath(root))
+    if not name or not inside or Path(os.path.abspath(base)) == Path(os.path.abspath(root)):
+        raise ConfigError([(what, f"{name!r} would write outside {root}; use a plain name")])
+    return base
 
 
 def default_run_dir(exp: Experiment, root: Path = Path("results")) -> Path:
     """``results/<name>/<run-id>``, the id a UTC timestamp (suffixed if taken)."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    base = root / (exp.name or "run")
+    base = confined(root, exp.name or "run")
     candidate, n = base / stamp, 1
-    while candidate.exists():
+    while candidate.exists() or candidate.is_symlink():
         n += 1
         candidate = base / f"{stamp}-{n}"
     return candidate
 
 
 def check_writable(out: Path, force: bool) -> None:
-    """Refuse to replace a non-empty directory unless asked to (ConfigError names the fix)."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError([("--out", f"{out} exists and is not a directory")])
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise ConfigError(
-            [
-                (
-                    "--out",
-                    f"{out} already holds results; choose another --out or pass --force "
-                    "to replace them",
-                )
-            ]
-        )
+    """Refuse to write ``out`` unless it is missing or empty, or ``force`` and it is a run
+    directory holding only what gcsim wrote (ConfigError names the fix)."""
+    check_replaceable(out, force, "run")
 
 
 def write_run(
@@ -60,12 +63,25 @@ def write_run(
     streamed to disk (``result.summary_file``, ``result.events_file``) is moved into it, not
     rewritten, and the result then names the file in the run directory."""
     out = Path(out)
-    check_writable(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
+    with target_lock(out):
+        for line in recover_retired(out):
+            print(f"gcsim: {line}", file=sys.stderr)
+        check_writable(out, force)
+        _write_locked(result, out, argv)
+    # The streamed files now live in the run directory: the result reads them from there.
+    if result.summary_file is not None:
+        result.summary_file = out / "summary.parquet"
+    if result.events_file is not None:
+        result.events_file = out / "events.parquet"
+    result.files_placed = result.summary_file is not None or result.events_file is not None
+    return out
+
+
+def _write_locked(result: RunResult, out: Path, argv: list[str] | None) -> None:
+    """Stage the run directory beside ``out`` and swap it into place (the lock is held)."""
     staging = scratch_path(out, "tmp")
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
+    staging.mkdir()  # exclusive: never an existing directory or link
     try:
         exp = result.config
         (staging / "config.yaml").write_text(
@@ -97,23 +113,10 @@ def write_run(
             "packages": _versions(),
         }
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        if out.exists():
-            retired = scratch_path(out, "old")
-            out.rename(retired)
-            staging.rename(out)
-            shutil.rmtree(retired)
-        else:
-            staging.rename(out)
+        swap_into_place(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    # The streamed files now live in the run directory: the result reads them from there.
-    if result.summary_file is not None:
-        result.summary_file = out / "summary.parquet"
-    if result.events_file is not None:
-        result.events_file = out / "events.parquet"
-    result.files_placed = result.summary_file is not None or result.events_file is not None
-    return out
 
 
 def _place(source: Path, target: Path, copy: bool) -> None:

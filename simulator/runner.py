@@ -221,7 +221,8 @@ def run(
     ``2 * jobs`` ranges are submitted and not yet written at any time (with a remote Dask
     scheduler, ``jobs`` is that window: give the number of workers). Memory then does not
     grow with ``exp.trials``, and the file has the bytes ``write_run`` writes from a held
-    summary. On an error the files are closed, holding what was written so far.
+    summary. On an error the files are closed, holding what was written so far. Both paths
+    must be new: an existing file (or link) there is never overwritten (FileExistsError).
     """
     started = time.perf_counter()
     traced = min(exp.output.events_trials, exp.trials) if events_to is not None else 0

@@ -34,11 +34,13 @@ import pyarrow as pa
 import yaml
 
 from . import config as cfg
-from .executors import open_executor
+from .executors import check_dask_address, open_executor
 from .parquet import ParquetStream, write_parquet
-from .results import config_hash, run_problem, write_run
+from .paths import make_dirs, remove_if_empty
+from .replace import foreign_entries, kind_of, target_lock
+from .results import config_hash, confined, run_problem, write_run
 from .runner import run
-from .scratch import scratch_path
+from .scratch import create_exclusive, recover_retired, scratch_path, sweep_stale
 from .streams import seed_sequence
 
 # --------------------------------------------------------------------------------------------
@@ -157,7 +159,7 @@ def _set(data: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
 def default_sweep_dir(base: cfg.Experiment, points: list[Point], root: Path = Path("results")):
     """``results/<name>/sweep-<fingerprint>``: rerunning the same sweep finds its own results."""
     fingerprint = hashlib.sha256("".join(p.config_sha256 for p in points).encode()).hexdigest()
-    return root / (base.name or "sweep") / f"sweep-{fingerprint[:10]}"
+    return confined(root, base.name or "sweep") / f"sweep-{fingerprint[:10]}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,17 +231,43 @@ def run_sweep(
     retries: int = 3,
     progress: Callable[[str, str], None] | None = None,
 ) -> SweepReport:
-    """Run (or resume) a sweep; ``progress(point_id, status)`` is told of every point."""
+    """Run (or resume) a sweep; ``progress(point_id, status)`` is told of every point.
+
+    Nothing is created before the config, the grid, the target directory and the Dask address
+    check out; a sweep that then fails before any point finished (an unreachable scheduler)
+    removes the directories it created. One sweep at a time writes a directory (a lock)."""
     started = time.perf_counter()
     base, points = plan_points(Path(config_path), list(overrides), grids, zipped)
     root = Path(out) if out else default_sweep_dir(base, points)
     jobs = jobs or os.cpu_count() or 1
-    if dask is None:
-        dask = os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    if dask is None and os.environ.get("DASK_SCHEDULER_ADDRESS"):
+        dask = os.environ["DASK_SCHEDULER_ADDRESS"]
+        check_dask_address(dask, "DASK_SCHEDULER_ADDRESS")
+    elif dask is not None:
+        check_dask_address(dask)
     _check_sweep_dir(root, points, force)
-    (root / "points").mkdir(parents=True, exist_ok=True)
-    _clean_staging(root / "points")
+    created = make_dirs(root / "points")
     report = SweepReport(root, executor="")
+    try:
+        with target_lock(root):
+            _check_sweep_dir(root, points, force)  # again, now that no one else writes it
+            _run_points(root, base, points, grids, zipped, config_path, jobs, dask, force,
+                        retries, progress, report)  # fmt: skip
+    except (cfg.ConfigError, OSError):
+        if root in created and not report.ran:
+            shutil.rmtree(root, ignore_errors=True)
+        remove_if_empty([d for d in created if d != root and not d.is_relative_to(root)])
+        raise
+    report.seconds = time.perf_counter() - started
+    _write_sweep_json(root, base, grids, zipped, points, report)
+    return report
+
+
+def _run_points(root, base, points, grids, zipped, config_path, jobs, dask, force, retries,
+                progress, report) -> None:  # fmt: skip
+    """Skip the finished points, run the rest, combine their summaries (the lock is held)."""
+    _clean_staging(root / "points", points)
+    sweep_stale(root)
     todo = []
     for point in points:
         target = root / "points" / point.id
@@ -263,9 +291,6 @@ def run_sweep(
     except BaseException:  # stopped (interrupt, error): sweep.json says which points are done
         _write_sweep_json(root, base, grids, zipped, points, report)
         raise
-    report.seconds = time.perf_counter() - started
-    _write_sweep_json(root, base, grids, zipped, points, report)
-    return report
 
 
 def _execute(todo, root, source_dir, jobs, dask, retries, report, progress) -> None:
@@ -280,7 +305,7 @@ def _execute(todo, root, source_dir, jobs, dask, retries, report, progress) -> N
         _execute_rounds(todo, root, source_dir, jobs, dask, retries, report, progress)
     except BaseException:
         if dask is None or dask == "local":  # every worker is gone: nothing still writes
-            _clean_staging(root / "points")
+            _clean_staging(root / "points", todo)
         raise
 
 
@@ -317,12 +342,24 @@ def _execute_rounds(todo, root, source_dir, jobs, dask, retries, report, progres
 
 
 def _check_sweep_dir(root: Path, points: list[Point], force: bool) -> None:
-    """A sweep directory may be reused only by the same sweep (same point ids)."""
+    """A sweep directory may be reused only by the same sweep (same point ids), and a sweep
+    never writes into a directory of other files (--force included)."""
     spec = root / "sweep.json"
-    if root.exists() and not spec.exists() and any(root.iterdir()):
+    if root.is_symlink() or (root.exists() and not root.is_dir()):
+        raise cfg.ConfigError(
+            [("--out", f"{root} is not a directory (or is a link); choose another --out")]
+        )
+    if root.exists() and kind_of(root) != "sweep" and _has_files(root):
         raise cfg.ConfigError(
             [("--out", f"{root} holds other files, not a sweep; choose another --out")]
         )
+    if root.exists() and kind_of(root) == "sweep":
+        foreign = foreign_entries(root, "sweep")
+        if foreign:
+            raise cfg.ConfigError(
+                [("--out", f"{root} is a sweep directory but also holds files gcsim did not "
+                  f"write ({', '.join(foreign[:3])}); move them away or choose another --out")]
+            )  # fmt: skip
     if spec.exists() and not force:
         try:
             old = {p["id"] for p in json.loads(spec.read_text(encoding="utf-8"))["points"]}
@@ -335,18 +372,26 @@ def _check_sweep_dir(root: Path, points: list[Point], force: bool) -> None:
             )  # fmt: skip
 
 
-def _clean_staging(points_dir: Path) -> None:
-    """Remove what a killed or interrupted sweep's points left half-made: staging directories
-    and the summaries and traces they were streaming (hidden files). Never merged, never
-    trusted."""
+def _has_files(root: Path) -> bool:
+    """Anything in ``root`` but an empty ``points/`` (what a sweep creates before it starts)."""
+    for entry in root.iterdir():
+        if entry.name == "points" and entry.is_dir() and not any(entry.iterdir()):
+            continue
+        return True
+    return False
+
+
+def _clean_staging(points_dir: Path, points: list[Point]) -> None:
+    """Remove the hidden files and directories a killed sweep left among its points (never
+    merged, never trusted), after putting back any point an interrupted replacement had set
+    aside. The sweep's lock is held: no other process writes here."""
+    for point in points:
+        recover_retired(points_dir / point.id)
     for leftover in points_dir.glob(".*"):
         if leftover.is_dir() and not leftover.is_symlink():
             shutil.rmtree(leftover, ignore_errors=True)
         else:
-            try:
-                leftover.unlink()
-            except OSError:  # gone meanwhile, or not ours to remove: left as rmtree leaves it
-                pass
+            leftover.unlink(missing_ok=True)
 
 
 def _combine(root: Path, points: list[Point], report: SweepReport) -> pd.DataFrame:
@@ -360,7 +405,7 @@ def _combine(root: Path, points: list[Point], report: SweepReport) -> pd.DataFra
     done = [point for point in points if point.id not in report.failed]
     files = [root / "points" / point.id / "summary.parquet" for point in done]
     grid, grid_schema = _grid_frame(done)
-    staging = root / ".summary.parquet.tmp"
+    staging = scratch_path(root / "summary.parquet", "tmp", ".parquet")
     if not done:
         write_parquet(pd.DataFrame(), staging)
         os.replace(staging, root / "summary.parquet")
@@ -445,6 +490,11 @@ def _write_sweep_json(root, base, grids, zipped, points, report) -> None:
             for p in points
         ],
     }
-    staging = root / ".sweep.json.tmp"
-    staging.write_text(json.dumps(spec, indent=2, default=str), encoding="utf-8")
-    os.replace(staging, root / "sweep.json")
+    staging = scratch_path(root / "sweep.json", "tmp")
+    try:
+        with create_exclusive(staging) as file:
+            file.write(json.dumps(spec, indent=2, default=str).encode("utf-8"))
+        os.replace(staging, root / "sweep.json")
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise

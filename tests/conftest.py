@@ -15,6 +15,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+REPO = Path(__file__).resolve().parents[1]
+"""The checkout under test (subprocesses import its simulator package)."""
+
 DELETE = object()
 """An override value that removes the key instead of setting it."""
 
@@ -86,7 +89,9 @@ class CliResult:
 
 def run_subprocess(args: Iterable[str], cwd: Path) -> CliResult:
     """``python -m simulator ARGS`` in a real process: the real exit status and streams."""
-    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+    # This checkout's simulator, not whichever one an editable install points at.
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1", PYTHONPATH=path)
     proc = subprocess.run(
         [sys.executable, "-m", "simulator", *args],
         cwd=cwd,

@@ -468,26 +468,32 @@ def test_validate_applies_overrides_and_rejects_bad_ones(tmp_path, gcsim):
 # --out
 
 
-def test_existing_non_empty_out_is_refused_unless_force(tmp_path, gcsim):
+def test_existing_non_empty_out_is_refused_and_force_replaces_only_a_run(tmp_path, gcsim):
     config = write_config(tmp_path / "exp.yaml", make_config())
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("precious", encoding="utf-8")
     before = tree(tmp_path)
 
-    refused = gcsim(
-        ["run", str(config), "--quiet", "--out", str(out)], cwd=tmp_path, via="subprocess"
-    )
-    assert refused.exit_code == 2, refused.output
-    assert "Traceback" not in refused.output
-    assert refused.stderr.startswith("error: --out: ")
-    assert "--force" in refused.stderr
-    assert tree(tmp_path) == before
+    for force in ([], ["--force"]):
+        refused = gcsim(
+            ["run", str(config), "--quiet", "--out", str(out), *force],
+            cwd=tmp_path,
+            via="subprocess",
+        )
+        assert refused.exit_code == 2, refused.output
+        assert "Traceback" not in refused.output
+        assert refused.stderr.startswith("error: --out: ")
+        assert tree(tmp_path) == before
     assert (out / "keep.txt").read_text(encoding="utf-8") == "precious"
 
-    forced = gcsim(["run", str(config), "--quiet", "--out", str(out), "--force"], cwd=tmp_path)
+    run_dir = tmp_path / "run"
+    assert gcsim(["run", str(config), "--quiet", "--out", str(run_dir)], tmp_path).exit_code == 0
+    again = gcsim(["run", str(config), "--quiet", "--out", str(run_dir)], cwd=tmp_path)
+    assert again.exit_code == 2 and "--force" in again.output
+    forced = gcsim(["run", str(config), "--quiet", "--out", str(run_dir), "--force"], tmp_path)
     assert forced.exit_code == 0, forced.output
-    assert {p.name for p in out.iterdir()} == {
+    assert {p.name for p in run_dir.iterdir()} == {
         "config.yaml",
         "manifest.json",
         "summary.parquet",

@@ -66,6 +66,21 @@ def test_batches_give_the_bytes_of_the_whole_frame(tmp_path_factory, rows, cuts,
         pd.testing.assert_frame_equal(back, frame, check_dtype=False)
 
 
+@pytest.mark.parametrize("batch", [1_000, 16_384])
+def test_batches_give_the_bytes_of_the_whole_frame_past_a_dictionary_page(tmp_path, batch):
+    """A float column whose dictionary overflows falls back to plain encoding at a point that
+    depends on where batches were cut, unless each row group is written as one chunk (a
+    --jobs 2 summary of 50,000 trials once differed from --jobs 1 this way)."""
+    frame = _events(300_000)
+    whole, streamed = tmp_path / "whole.parquet", tmp_path / "streamed.parquet"
+    write_parquet(frame, whole, EVENT_COLUMNS)
+    stream = ParquetStream(streamed, schema_of(EVENT_COLUMNS))
+    for lo in range(0, len(frame), batch):
+        stream.append(frame.iloc[lo : lo + batch])
+    stream.close()
+    assert streamed.read_bytes() == whole.read_bytes()
+
+
 def test_a_streamed_run_has_the_events_of_a_held_run(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "EVENT_BATCH", 500)
     monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 700)
@@ -327,12 +342,12 @@ def test_streaming_bounds_the_memory_of_the_summary(tmp_path, monkeypatch):
         return traced + max(arrow) - start
 
     n = 8192
-    streamed = [peak(trials, tmp_path / "summary.parquet") for trials in (n, 8 * n)]
+    streamed = [peak(trials, tmp_path / f"summary-{trials}.parquet") for trials in (n, 8 * n)]
     held = [peak(trials, None) for trials in (n, 8 * n)]
     rows = 7 * n  # one scheme: the rows 8n trials add
     assert streamed[1] - streamed[0] < 8 * rows, streamed  # < 8 bytes a row (measured: ~1)
     assert held[1] - held[0] > 100 * rows, held  # the held frame (measured: ~220 bytes a row)
-    assert len(pd.read_parquet(tmp_path / "summary.parquet")) == 8 * n
+    assert len(pd.read_parquet(tmp_path / f"summary-{8 * n}.parquet")) == 8 * n
 
 
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])

@@ -24,6 +24,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, linprog
@@ -765,6 +766,39 @@ def build_assignment(
             )
         return asg.graph(workers, degree, seed=seed)
     raise ValueError(f"unknown assignment {name!r}; choose one of {ASSIGNMENTS}")
+
+
+#: What ``ordering_report`` costs, measured on 2 busy cores: about 20 us and 600 bytes per
+#: assignment entry (m x load: lists, the Q_max pass, JSON; m = 1,000,000, load 1: 26 s and
+#: 780 MB) plus 1.6 us per m x load^2 for the lower bounds of every ell (cyclic m = 300,
+#: load 300: 48 s), whose cached shapes hold up to 40 bytes per entry for each of up to 256
+#: ells (1 GB there); printing the table (``gcsim ordering`` without --json) about 1.2 ms a
+#: worker (m = 50,000: 57 s).
+REPORT_ENTRY_SECONDS, REPORT_BOUND_SECONDS, REPORT_TABLE_SECONDS = 20e-6, 1.6e-6, 1.2e-3
+REPORT_ENTRY_BYTES, REPORT_SHAPE_BYTES = 600, 40
+#: ``gcsim ordering`` refuses a size expected to take longer than this: an inspection command
+#: that answers in seconds at any size worth printing (m = 1,000,000, load 1: 26 s).
+REPORT_LIMIT_SECONDS = 120.0
+
+
+class ReportCost(NamedTuple):
+    """What ``gcsim ordering`` is expected to cost: seconds computing, seconds printing the
+    table (0 with --json), bytes."""
+
+    seconds: float
+    table_seconds: float
+    bytes: float
+
+
+def report_cost(workers: int, load: int, table: bool = False) -> ReportCost:
+    """The cost of ``ordering_report(workers, load)``, plus printing its table when ``table``
+    (see the constants above): so the command can refuse a size that would not finish or fit
+    before it starts."""
+    m, load = float(min(workers, 10**300)), float(min(load, 10**300))
+    entries = m * load
+    seconds = REPORT_ENTRY_SECONDS * entries + REPORT_BOUND_SECONDS * entries * load
+    size = entries * (REPORT_ENTRY_BYTES + REPORT_SHAPE_BYTES * min(load, 256.0))
+    return ReportCost(seconds, REPORT_TABLE_SECONDS * m if table else 0.0, size)
 
 
 def _json_number(x: int | float) -> int | None:
