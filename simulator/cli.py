@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -722,11 +723,58 @@ def _type_name(annotation) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM, raised in the main thread wherever it is (``_on_interrupt``).
+
+    A BaseException, like KeyboardInterrupt, so that no ``except Exception`` (a sweep's retry
+    of a failing point) swallows it, and every ``finally`` and context manager on the way out
+    runs: the pool's workers are stopped and the run's scratch files removed before ``main``
+    exits. Not KeyboardInterrupt itself, which click would turn into "Aborted!" and status 1."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    """Stop the command: raise ``Interrupted`` once. Signals that come while it unwinds are
+    ignored, so that the cleanup they would cut short finishes (it is bounded: the pool's
+    workers get ``executors.STOP_GRACE_SECONDS`` before they are killed)."""
+    for each in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(each, _ignore_signal)
+    raise Interrupted(signum)
+
+
+def _ignore_signal(signum: int, frame: object) -> None:
+    """A handler that does nothing (unlike SIG_IGN, not inherited by any process started
+    later)."""
+
+
 def main() -> None:
+    """The console script: the CLI with SIGINT and SIGTERM turned into a prompt, clean stop
+    (``Interrupted``): nothing half-written left, exit status 128 + the signal number (130,
+    143), one line on stderr. Once the command is over, either way, they are ignored: the
+    process is only exiting, and an exception raised now (in an exit hook) would print a
+    traceback."""
+    for each in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(each, _on_interrupt)
     try:
-        cli(standalone_mode=True)
+        try:
+            cli(standalone_mode=True)
+        finally:
+            for each in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(each, _ignore_signal)
     except cfg.ConfigError as exc:
         _fail(exc.lines())
+    except Interrupted as exc:
+        name = signal.Signals(exc.signum).name
+        err = Console(stderr=True, highlight=False, soft_wrap=True)
+        err.print(
+            f"[bold red]error:[/] interrupted by {name}: stopped, nothing unfinished was "
+            "written (rerunning a sweep resumes it)",
+            markup=True,
+        )
+        sys.exit(128 + exc.signum)
 
 
 if __name__ == "__main__":

@@ -386,12 +386,17 @@ def _run_split(exp, start, jobs, dask, progress, done, streaming: int | None) ->
     order. ``streaming`` (the most trials a range may hold) also bounds what is in flight:
     at most 2 x jobs ranges submitted and not yet handed to ``done``, so a range finished out
     of order waits for the ones before it, and nothing grows with the trials. Without it,
-    every range is submitted at once (4 x jobs ranges: balance, progress)."""
+    every range is submitted at once (4 x jobs ranges: balance, progress). An exception on the
+    way (a failing range, an interrupt) stops the executor at once (``open_executor``): what
+    is queued never starts, and the workers are ended rather than waited for."""
     from .executors import open_executor
 
     ranges = trial_ranges(exp.trials, 4 * jobs, start, streaming)
+    if not ranges:  # every trial was traced, in this process
+        return "in process"
     window = len(ranges) if streaming is None else 2 * jobs
-    with open_executor(jobs, dask) as (executor, description):
+    # No more workers than ranges: a pool starts all of its workers up front.
+    with open_executor(min(jobs, len(ranges)), dask) as (executor, description):
         pending = iter(ranges)
         flight: collections.deque = collections.deque()  # (count, future), in trial order
         for first, count in itertools.islice(pending, window):

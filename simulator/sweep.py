@@ -282,16 +282,34 @@ def _run_points(root, base, points, grids, zipped, config_path, jobs, dask, forc
             shutil.rmtree(target)
         todo.append(point)
     _write_sweep_json(root, base, grids, zipped, points, report)
-    if todo:
-        _execute(todo, root, Path(config_path).parent, jobs, dask, retries, report, progress)
-    else:
-        report.executor = "none (every point was already done)"
-    report.grid = _combine(root, points, report)
+    try:
+        if todo:
+            _execute(todo, root, Path(config_path).parent, jobs, dask, retries, report, progress)
+        else:
+            report.executor = "none (every point was already done)"
+        report.grid = _combine(root, points, report)
+    except BaseException:  # stopped (interrupt, error): sweep.json says which points are done
+        _write_sweep_json(root, base, grids, zipped, points, report)
+        raise
 
 
 def _execute(todo, root, source_dir, jobs, dask, retries, report, progress) -> None:
     """Run points until each is done or has failed ``retries + 1`` times. A worker process that
-    dies breaks the pool: its points fail this round and run again in a fresh executor."""
+    dies breaks the pool: its points fail this round and run again in a fresh executor.
+
+    An interrupt (KeyboardInterrupt, the CLI's SIGTERM) or any other exception leaving here
+    stops the executor at once (``open_executor``): nothing queued starts, the workers are
+    ended, and the hidden files of the points they abandoned are removed. Finished points are
+    whole directories already; the rest are left for a rerun."""
+    try:
+        _execute_rounds(todo, root, source_dir, jobs, dask, retries, report, progress)
+    except BaseException:
+        if dask is None or dask == "local":  # every worker is gone: nothing still writes
+            _clean_staging(root / "points", todo)
+        raise
+
+
+def _execute_rounds(todo, root, source_dir, jobs, dask, retries, report, progress) -> None:
     attempts = {point.id: 0 for point in todo}
     pending = list(todo)
     while pending:
