@@ -18,6 +18,7 @@ Guarantees:
 from __future__ import annotations
 
 import concurrent.futures as cf
+import errno
 import hashlib
 import itertools
 import json
@@ -309,6 +310,11 @@ def _execute(todo, root, source_dir, jobs, dask, retries, report, progress) -> N
         raise
 
 
+#: Failures of the storage under the sweep: they stop the sweep with one line instead of
+#: failing every point in turn (a full disk, a quota, a read-only filesystem, a file size limit).
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+
+
 def _execute_rounds(todo, root, source_dir, jobs, dask, retries, report, progress) -> None:
     attempts = {point.id: 0 for point in todo}
     pending = list(todo)
@@ -324,20 +330,25 @@ def _execute_rounds(todo, root, source_dir, jobs, dask, retries, report, progres
             pending = []
             for future in cf.as_completed(futures):
                 point = futures[future]
-                try:
-                    future.result()
-                except Exception as exc:  # noqa: BLE001 - reported, retried, never fatal
-                    attempts[point.id] += 1
-                    if attempts[point.id] <= retries:
-                        pending.append(point)
-                        continue
-                    report.failed[point.id] = f"{type(exc).__name__}: {exc}"
+                error = future.exception()
+                if error is None:
+                    report.ran.append(point.id)
                     if progress:
-                        progress(point.id, "failed")
+                        progress(point.id, "done")
                     continue
-                report.ran.append(point.id)
+                if isinstance(error, OSError) and error.errno in ENVIRONMENT_ERRNOS:
+                    raise error  # every other point would fail the same way
+                if not isinstance(error, Exception):
+                    raise error
+                attempts[point.id] += 1
+                # A config problem found while running (times that overflow) is the same on
+                # every attempt: reported at once. Anything else is retried.
+                if attempts[point.id] <= retries and not isinstance(error, cfg.ConfigError):
+                    pending.append(point)
+                    continue
+                report.failed[point.id] = f"{type(error).__name__}: {error}"
                 if progress:
-                    progress(point.id, "done")
+                    progress(point.id, "failed")
         pending.sort(key=lambda p: todo.index(p))
 
 
