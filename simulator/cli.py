@@ -741,7 +741,8 @@ def _on_interrupt(signum: int, frame: object) -> None:
     ignored, so that the cleanup they would cut short finishes (it is bounded: the pool's
     workers get ``executors.STOP_GRACE_SECONDS`` before they are killed)."""
     for each in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(each, _ignore_signal)
+        if signal.getsignal(each) != signal.SIG_IGN:
+            signal.signal(each, _ignore_signal)
     raise Interrupted(signum)
 
 
@@ -755,14 +756,16 @@ def main() -> None:
     (``Interrupted``): nothing half-written left, exit status 128 + the signal number (130,
     143), one line on stderr. Once the command is over, either way, they are ignored: the
     process is only exiting, and an exception raised now (in an exit hook) would print a
-    traceback."""
-    for each in (signal.SIGINT, signal.SIGTERM):
+    traceback. A signal this process was started ignoring (a background job of a script,
+    ``nohup``) stays ignored, as Python leaves it."""
+    handled = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) != signal.SIG_IGN]
+    for each in handled:
         signal.signal(each, _on_interrupt)
     try:
         try:
             cli(standalone_mode=True)
         finally:
-            for each in (signal.SIGINT, signal.SIGTERM):
+            for each in handled:
                 signal.signal(each, _ignore_signal)
     except cfg.ConfigError as exc:
         _fail(exc.lines())

@@ -160,7 +160,9 @@ def _sigint_blocked_in_children() -> Iterator[None]:
 
 def _worker_init(parent_pid: int) -> None:
     """Runs first in every pool worker: ignore SIGINT (the parent handles interrupts) and exit
-    as soon as the parent process is gone."""
+    as soon as the parent process is gone. It runs once the worker has imported what the
+    pool's call needs (this package: a second, several under load), so a worker whose parent
+    dies before then lives until then, and exits here."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # discards one that came while blocked
     if hasattr(signal, "pthread_sigmask"):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
