@@ -130,12 +130,14 @@ def run_command(
 ) -> None:
     """Run one experiment and write its run directory."""
     from .results import check_writable, default_run_dir, write_run
-    from .scratch import recover_retired, scratch_path, sweep_stale
+    from .scratch import scratch_path
 
     exp = _load(config, overrides)
     created: list[Path] = []
     try:
         target = Path(out) if out else default_run_dir(exp)
+        if target.parent.is_dir():  # first repair what killed runs left beside the target
+            _repair(target, quiet)
         check_writable(target, force)  # before anything is created
         if dask is not None:
             from .executors import check_dask_address
@@ -143,15 +145,6 @@ def run_command(
             check_dask_address(dask)
         created = make_dirs(target.parent)
         with target_lock(target):  # one writer per target, held until the results are in
-            for line in recover_retired(target):
-                click.echo(line, err=True)
-            removed, freed = sweep_stale(target.parent)
-            if removed and not quiet:
-                click.echo(
-                    f"removed {removed} temporary file(s) of killed runs from {target.parent} "
-                    f"({freed / 2**20:.1f} MiB)",
-                    err=True,
-                )
             # The summary and the event traces stream to hidden files beside the target
             # (memory bounded whatever the trials and output.events_trials); write_run moves
             # them into the run directory. On any failure or interrupt they are removed.
@@ -166,6 +159,9 @@ def run_command(
     except (cfg.ConfigError, OSError) as exc:
         remove_if_empty(created)
         _fail(_problem_lines(exc))
+    except BaseException:  # an interrupt: the directories made for nothing go too
+        remove_if_empty(created)
+        raise
     if not quiet:
         console = Console()
         if not console.is_terminal:
@@ -178,6 +174,22 @@ def run_command(
             f"engine {result.engine}, {result.executor})"
         )
     click.echo(f"results: {path}")
+
+
+def _repair(target: Path, quiet: bool) -> None:
+    """Put back results an interrupted ``--force`` set aside, and remove the scratch of runs
+    killed outright beside ``target`` (only this host's dead processes': never a live run's)."""
+    from .scratch import recover_retired, sweep_stale
+
+    for line in recover_retired(target):
+        click.echo(line, err=True)
+    removed, freed = sweep_stale(target.parent)
+    if removed and not quiet:
+        click.echo(
+            f"removed {removed} temporary file(s) of killed runs from {target.parent} "
+            f"({freed / 2**20:.1f} MiB)",
+            err=True,
+        )
 
 
 def progress_bar(quiet: bool) -> Progress:

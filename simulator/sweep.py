@@ -32,7 +32,6 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import yaml
 
 from . import config as cfg
 from .executors import check_dask_address, open_executor
@@ -70,10 +69,7 @@ def parse_grid(text: str) -> tuple[str, list[Any]]:
     for item in items:
         if not item.strip():
             raise cfg.ConfigError([(key, f"--grid has an empty value in {raw!r}")])
-        try:
-            values.append(yaml.safe_load(item))
-        except yaml.YAMLError:
-            raise cfg.ConfigError([(key, f"--grid value {item!r} is not valid YAML")]) from None
+        values.append(cfg.parse_value(item, key, "--grid"))  # YAML within the config's limits
     if len(set(map(repr, values))) != len(values):
         raise cfg.ConfigError([(key, f"--grid repeats a value in {raw!r}")])
     return key, values

@@ -238,13 +238,17 @@ def test_two_concurrent_force_runs_one_is_locked_out(tmp_path: Path) -> None:
 
 def _renames(log: Path | None = None, kill_at: int | None = None) -> Callable[[], None]:
     """A child's preparation: wrap os.rename and os.replace (Path.rename, Path.replace and
-    shutil.move go through them) to log each call, and SIGKILL the process just before the
-    call numbered ``kill_at`` (0-based) or, for ``-(n + 1)``, just after call n."""
+    shutil.move go through them) and the atomic exchange of ``--force``
+    (``simulator.replace._exchange``, renameat2) to log each call, and SIGKILL the process
+    just before the call numbered ``kill_at`` (0-based) or, for ``-(n + 1)``, just after
+    call n."""
 
     def prepare() -> None:
+        from simulator import replace
+
         calls = [0]
-        for name in ("rename", "replace"):
-            original = getattr(os, name)
+        for owner, name in ((os, "rename"), (os, "replace"), (replace, "_exchange")):
+            original = getattr(owner, name)
 
             def wrapper(src, dst, *args, _original=original, **kwargs):
                 number = calls[0]
@@ -259,7 +263,7 @@ def _renames(log: Path | None = None, kill_at: int | None = None) -> Callable[[]
                     os.kill(os.getpid(), signal.SIGKILL)
                 return result
 
-            setattr(os, name, wrapper)
+            setattr(owner, name, wrapper)
 
     return prepare
 

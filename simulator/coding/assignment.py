@@ -8,7 +8,9 @@ arguments give the same assignment in any process.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -292,10 +294,24 @@ def _adjacency_from_edges(vertices: int, edges: Iterable[Sequence[int]]) -> list
 _SPLIT = re.compile(r"[\s,;]+")
 
 
+#: Largest assignment file read (a dense 0/1 matrix at m = 4,000 is about 32 MB).
+MAX_FILE_BYTES = 64 << 20
+
+
 def _data_lines(path: str | Path) -> list[tuple[int, list[str]]]:
-    """(line number, tokens) of the non-blank lines, '#' starting a comment."""
+    """(line number, tokens) of the non-blank lines, '#' starting a comment. Only a regular
+    file of at most ``MAX_FILE_BYTES`` is read: a FIFO would block, ``/dev/zero`` never ends."""
     out = []
-    text = Path(path).read_text(encoding="utf-8")
+    info = os.stat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{path}: not a regular file; give a text file of assignments")
+    if info.st_size > MAX_FILE_BYTES:
+        raise ValueError(f"{path}: {info.st_size:,} bytes, more than an assignment file may "
+                         f"hold ({MAX_FILE_BYTES >> 20} MiB)")  # fmt: skip
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
         if line:
