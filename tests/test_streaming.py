@@ -371,4 +371,4 @@ def test_a_failing_gcsim_run_leaves_no_hidden_file(tmp_path, monkeypatch, small_
     else:
         assert answer.exit_code != 0 and isinstance(answer.exception, RuntimeError)
     assert len(calls) == 3  # two ranges were written first
-    assert list(out.parent.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []  # runs/ was made for the run: it goes too
