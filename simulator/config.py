@@ -462,6 +462,17 @@ def _semantic_problems(exp: Experiment, layouts: bool = True) -> list[tuple[str,
             )
     problems += _distribution_problems(cluster.compute, "cluster.compute", nested=False)
     problems += _time_problems(exp)
+    # upload_floats and download_floats are int64 columns: every worker sending every chunk it
+    # computes at full dimension must still be countable (dim = 10**19 raised OverflowError).
+    steps = max(getattr(s, "load", None) or -(-n // m) for s in exp.schemes)
+    if m * steps * exp.data.dim >= 2**62:
+        problems.append(
+            (
+                "data.dim",
+                f"a trial could count {m:,} workers x {steps:,} chunks x {exp.data.dim:,} floats, "
+                "more than the summary's 64-bit counts hold; lower data.dim",
+            )
+        )
 
     uses = collections.Counter(s.label for s in exp.schemes if s.label is not None)
     labels_all = exp.labels()

@@ -282,6 +282,7 @@ CASES = [
         key="schemes.1.candidates",
         says=("candidate codes",),
     ),
+    Case("dim: 10**19", {"data.dim": 10**19}, key="data.dim", says=("64-bit counts",)),
     Case(
         "dim: 10**11 with gradients",
         child=True,
