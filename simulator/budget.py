@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import math
 import os
-import resource
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -407,17 +406,23 @@ def _few_sets(m: float, s: float) -> bool:
 
 def available_memory() -> float:
     """Bytes this process may use: the machine's physical memory (``os.sysconf``), or less
-    under an address-space limit (RLIMIT_AS): that limit minus what is mapped already."""
+    under an address-space limit (RLIMIT_AS): that limit minus what is mapped already. Where
+    neither can be read (not a POSIX system), no limit: nothing is refused for memory."""
     try:
-        limit = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError):  # not on this platform: no memory refusals
-        limit = math.inf
+        page = os.sysconf("SC_PAGE_SIZE")
+        limit = float(page * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return math.inf
+    try:
+        import resource
+    except ImportError:
+        return limit
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft != resource.RLIM_INFINITY:
         mapped = 0.0
         try:
             with open("/proc/self/statm", encoding="ascii") as file:
-                mapped = float(file.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+                mapped = float(file.read().split()[0]) * page
         except (OSError, ValueError, IndexError):
             pass
         limit = min(limit, max(0.0, soft - mapped))
