@@ -78,6 +78,13 @@ def load(text: str, max_nodes: int = MAX_NODES, max_depth: int = MAX_DEPTH) -> A
     try:
         root = _compose(loader, max_nodes, max_depth)
         return None if root is None else loader.construct_document(root)
+    except yaml.MarkedYAMLError as exc:
+        # PyYAML >= 6.0.4's own parser stops deep nesting before the composer sees it: the
+        # same limit, said the same way whatever the version.
+        if "nesting depth" in (exc.problem or "") and not isinstance(exc, LimitError):
+            raise LimitError(None, None, f"nesting deeper than {max_depth} levels",
+                             exc.problem_mark) from None  # fmt: skip
+        raise
     finally:
         loader.dispose()
 
