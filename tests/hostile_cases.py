@@ -50,6 +50,8 @@ from typing import Any
 
 import yaml
 
+from tests.conftest import DELETE, set_key
+
 CLEAN = "clean error"
 MESSY = "messy error"
 TRACEBACK = "traceback"
@@ -998,22 +1000,12 @@ BASE: dict[str, Any] = {
 """Valid, tiny (4 trials, 6 workers) and touching every part: failures, network, gradients,
 traces, an exact and an approximate coded scheme, fastest_k (which divides by what arrived)."""
 
-DELETE = object()
-
 
 def config(changes: dict[str, Any] | None = None, base: dict[str, Any] | None = None) -> dict:
     """A copy of BASE with dotted keys set (``schemes.2.load``); DELETE removes a key."""
     data = copy.deepcopy(BASE if base is None else base)
     for dotted, value in (changes or {}).items():
-        parts = dotted.split(".")
-        node: Any = data
-        for part in parts[:-1]:
-            node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-        last: Any = int(parts[-1]) if isinstance(node, list) else parts[-1]
-        if value is DELETE:
-            del node[last]
-        else:
-            node[last] = copy.deepcopy(value)
+        set_key(data, dotted, value if value is DELETE else copy.deepcopy(value))
     return data
 
 
