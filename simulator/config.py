@@ -28,24 +28,7 @@ from pydantic import (
 )
 
 from . import budget, yaml_loading
-
-# --------------------------------------------------------------------------------------------
-# Errors
-
-
-class ConfigError(Exception):
-    """One or more problems with a config; ``problems`` holds (dotted key, message) pairs."""
-
-    def __init__(self, problems: list[tuple[str, str]]):
-        self.problems = problems
-        super().__init__("\n".join(self.lines()))
-
-    def lines(self) -> list[str]:
-        return [f"{key}: {message}" if key else message for key, message in self.problems]
-
-    def __reduce__(self):
-        """Pickled with its problems, so one raised in a pool's worker arrives whole."""
-        return (type(self), (self.problems,))
+from .errors import ConfigError as ConfigError  # re-exported: callers import it from here too
 
 
 class Strict(BaseModel):

@@ -24,7 +24,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-from .config import ConfigError
+from .errors import ConfigError
 from .paths import short_path
 from .scratch import scratch_path
 

@@ -29,34 +29,9 @@ from .coding.numerics import rel_error
 from .coding.registry import build
 from .engine.des import EventRecorder, simulate
 from .parquet import ParquetStream, schema_of
+from .schema import EVENT_COLUMNS, SUMMARY_COLUMNS
 from .streams import TRIAL_BLOCK
 from .tuning import simulating
-
-SUMMARY_COLUMNS = {
-    "scheme": "str",
-    "protocol": "str",
-    "trial": "int64",
-    "completion_time": "float64",
-    "decoded": "bool",
-    "rel_error": "float64",
-    "upload_floats": "int64",
-    "download_floats": "int64",
-    "messages": "int64",
-    "control_messages": "int64",
-    "chunks_computed": "int64",
-    "chunks_used": "int64",
-    "decode_cond": "float64",
-    "residual": "float64",
-}
-EVENT_COLUMNS = {
-    "scheme": "str",
-    "trial": "int64",
-    "time": "float64",
-    "kind": "str",
-    "worker": "int64",
-    "chunk": "int64",
-    "size": "int64",
-}
 
 
 @dataclass

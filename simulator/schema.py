@@ -1,0 +1,91 @@
+"""Every output column, once: name, dtype, unit, meaning, and how the two engines must agree.
+
+The runner's frames, the fast engine's buffers, the parquet types, the terminal table and the
+engine-equality tests all read these tuples, so a new column is one entry here plus the code
+that fills it; a column the engines fill differently then fails ``tests/test_fast_engine.py``.
+
+``agree`` says how the fast engine must reproduce the event engine's value:
+
+- ``exact``: the same value (integers, flags, names);
+- ``time``: the same float to 1e-12 relative (sums of the same drawn times, in the same order,
+  are bitwise equal in practice; the tolerance only admits a different but equally valid order
+  of additions);
+- ``numeric``: the same float to 1e-9 relative or 1e-25 absolute (decoded estimates and
+  condition numbers of the same matrices; exact decodes have rounding-level errors whose
+  relative noise means nothing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    dtype: str  # a pandas dtype name: str, int64, float64, bool
+    unit: str  # "" where the value has none
+    meaning: str
+    agree: str = "exact"  # exact | time | numeric (see the module docstring)
+
+
+#: Tolerances (rtol, atol) of the ``agree`` kinds that are not exact.
+TOLERANCES = {"time": (1e-12, 0.0), "numeric": (1e-9, 1e-25)}
+
+#: One row per (scheme, trial). The first three identify the row; the engines fill the rest.
+SUMMARY = (
+    Column("scheme", "str", "", "the scheme's label (unique within a run)"),
+    Column("protocol", "str", "", "the protocol the scheme runs"),
+    Column("trial", "int64", "", "trial index; schemes share the trial's draws"),
+    Column("completion_time", "float64", "time",
+           "when the PS has its estimate (inf: never decoded)", "time"),
+    Column("decoded", "bool", "", "whether the PS produced an estimate"),
+    Column("rel_error", "float64", "",
+           "||g_hat - g|| / ||g|| of the decoded estimate (NaN: undecoded or gradients off)",
+           "numeric"),
+    Column("upload_floats", "int64", "floats", "floats sent worker -> PS, data uploads"),
+    Column("download_floats", "int64", "floats", "floats sent PS -> workers"),
+    Column("messages", "int64", "", "data uploads worker -> PS"),
+    Column("control_messages", "int64", "", "control messages (chunk reports)"),
+    Column("chunks_computed", "int64", "chunks", "chunk computations finished by the stop"),
+    Column("chunks_used", "int64", "chunks", "chunk computations that entered the estimate"),
+    Column("decode_cond", "float64", "",
+           "worst condition number of a matrix the decoder inverted (NaN: not computed)",
+           "numeric"),
+    Column("residual", "float64", "",
+           "coefficient-space residual of the decoder (0: exact in exact arithmetic)",
+           "numeric"),
+)  # fmt: skip
+
+#: One row per traced event of the first ``output.events_trials`` trials (event engine only).
+EVENTS = (
+    Column("scheme", "str", "", "the scheme's label"),
+    Column("trial", "int64", "", "trial index"),
+    Column("time", "float64", "time", "when the event happens"),
+    Column("kind", "str", "", "chunk, control, upload, download, *_lost, interrupt, decode..."),
+    Column("worker", "int64", "", "the worker (-1: the PS)"),
+    Column("chunk", "int64", "", "the chunk (-1: none)"),
+    Column("size", "int64", "floats", "floats on the wire (0 for computations)"),
+)
+
+#: One row per scheme (``schemes.parquet``): its parameters, so that outputs are joined on
+#: ``scheme`` instead of parsing labels or re-reading config.yaml. Missing values: "" for
+#: strings, -1 for integers, NaN for floats (a protocol without that parameter).
+SCHEMES = (
+    Column("scheme", "str", "", "the scheme's label"),
+    Column("protocol", "str", "", "the protocol"),
+    Column("load", "int64", "chunks", "chunks per worker (-1: not a parameter)"),
+    Column("ell", "int64", "", "communication reduction: uploads are dim / ell floats"),
+    Column("mode", "str", "", "exact or approximate"),
+    Column("deadline", "float64", "time", "approximate mode's deadline (NaN: none)"),
+    Column("assignment", "str", "", "who holds which chunks"),
+    Column("ordering", "str", "", "processing order (explicit: lists given in the config)"),
+    Column("construction", "str", "", "original_gc's code construction"),
+    Column("engine", "str", "", "the engine that ran the scheme's untraced trials"),
+)
+
+SUMMARY_COLUMNS = {c.name: c.dtype for c in SUMMARY}
+EVENT_COLUMNS = {c.name: c.dtype for c in EVENTS}
+SCHEME_COLUMNS = {c.name: c.dtype for c in SCHEMES}
+#: Summary columns the engines compute (the rest identify the row).
+RESULT_COLUMNS = tuple(c.name for c in SUMMARY[3:])
