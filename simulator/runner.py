@@ -49,6 +49,8 @@ class RunResult:
     events: pd.DataFrame
     timings: dict[str, float] = field(default_factory=dict)
     engine: str = "des"
+    #: The engine that ran each scheme's untraced trials, by label ("fast" or "des").
+    engines: dict[str, str] = field(default_factory=dict)
     executor: str = "in process"
     events_file: Path | None = None
     summary_file: Path | None = None
@@ -241,6 +243,7 @@ def run(
                        _joined(event_parts, EVENT_COLUMNS), timings)  # fmt: skip
     result.executor = executor
     result.engine = engine_description(exp)
+    result.engines = dict.fromkeys(exp.labels(), chosen_engine(exp))
     result.events_file = None if events_to is None else Path(events_to)
     result.summary_file = None if summary_to is None else Path(summary_to)
     return result
