@@ -26,6 +26,10 @@ from pydantic import (
 )
 
 from . import budget, yaml_loading
+from .coding.layout import layout_problems
+from .coding.registry import PROTOCOLS
+from .coding.scheme_config import AssignedScheme, SchemeConfig
+from .engine.choice import fast_problems
 from .errors import ConfigError as ConfigError  # re-exported: callers import it from here too
 from .models import (  # re-exported
     LABEL_CHARS as LABEL_CHARS,
@@ -188,120 +192,22 @@ class Output(Strict):
 
 
 # --------------------------------------------------------------------------------------------
-# Schemes: one model per protocol; the ``protocol`` key selects it.
-
-
-class _Scheme(Strict):
-    label: Label | None = None
-    """Name of the scheme in outputs (defaults to the protocol name, made unique)."""
-
-
-class UncodedScheme(_Scheme):
-    """Chunks split evenly, no redundancy, the PS waits for every worker."""
-
-    protocol: Literal["uncoded"]
-
-
-class FastestKScheme(_Scheme):
-    """Same split as uncoded; the PS rescales the sum of the first k uploads (approximate)."""
-
-    protocol: Literal["fastest_k"]
-    k: Annotated[int, Field(ge=1)] | None = None
-    """Uploads to wait for; or give ``fraction`` instead."""
-    fraction: Annotated[float, Field(gt=0, le=1)] | None = None
-    """k as a fraction of the workers (rounded up), so a sweep over workers keeps it valid."""
-
-    def wait_for(self, workers: int) -> int:
-        return self.k if self.k is not None else math.ceil(self.fraction * workers - 1e-9)
-
-
-class _AssignedScheme(_Scheme):
-    load: Annotated[int, Field(ge=1)]
-    """Chunks per worker (and, for the regular assignments, workers per chunk)."""
-    assignment: Literal["cyclic", "random_regular", "graph", "explicit"] = "cyclic"
-    """cyclic: worker j holds j..j+load-1; random_regular: seeded, every worker load chunks and
-    every chunk on load workers; graph: closed neighbourhoods of a (load-1)-regular graph
-    (random, or the edge list in assignment_file); explicit: a 0/1 matrix or per-worker chunk
-    lists from assignment_file."""
-    assignment_file: str | None = None
-    """Edge list (graph) or assignment (explicit), relative to the config file."""
-    ordering: Literal["natural", "random", "optimal"] | list[list[int]] = "natural"
-    """Processing order: natural, random (seeded), optimal (minimizes Q_max(ell)), or one list
-    per worker."""
-
-
-class _CyclicScheme(_AssignedScheme):
-    ell: Annotated[int, Field(ge=1)] = 1
-    mode: Literal["exact", "approximate"] = "exact"
-    """exact: wait until the gradient is determined; approximate: decode at ``deadline`` with
-    what has arrived (earlier if the gradient is determined first)."""
-    deadline: PositiveFloat | None = None
-
-
-class OriginalGCScheme(_CyclicScheme):
-    """Original gradient codes: a worker uploads one coded vector after finishing all its chunks;
-    any m - s uploads decode (Tandon et al.; Ye & Abbe for ell > 1)."""
-
-    protocol: Literal["original_gc"]
-    construction: Literal["random", "polynomial", "generic"] | None = None
-    """random: Tandon's cyclic code (ell = 1); polynomial: Ye & Abbe style, any ell; generic:
-    Tandon's null-space construction on any assignment (ell = 1), checked numerically.
-    Default: random for ell = 1, polynomial otherwise."""
-    candidates: Annotated[int, Field(ge=1)] = 16
-    """random construction: draw this many codes and keep the best conditioned one."""
-    points: Literal["chebyshev", "equispaced"] = "chebyshev"
-    """polynomial construction: the evaluation points on [-1, 1]."""
-
-    @model_validator(mode="after")
-    def _default_construction(self) -> OriginalGCScheme:
-        if self.construction is None:
-            construction = "random" if self.ell == 1 else "polynomial"
-            object.__setattr__(self, "construction", construction)
-        return self
-
-
-class PartialGCScheme(_CyclicScheme):
-    """The partial-straggler protocol: processed chunks count even if a worker has not finished."""
-
-    protocol: Literal["partial_gc"]
-
-
-class FRCScheme(_Scheme):
-    """Fractional repetition: groups of `load` workers share their chunks; one upload per group."""
-
-    protocol: Literal["frc"]
-    load: Annotated[int, Field(ge=1)]
-
-
-class MultiMessageScheme(_AssignedScheme):
-    """Every chunk gradient is uploaded as soon as it is computed; done when all have arrived."""
-
-    protocol: Literal["multi_message"]
-
+# Schemes: one model per protocol, defined in the protocol's module; ``protocol`` selects it.
 
 Scheme = Annotated[
-    UncodedScheme
-    | FastestKScheme
-    | OriginalGCScheme
-    | PartialGCScheme
-    | FRCScheme
-    | MultiMessageScheme,
+    Union[tuple(cls.config for cls in PROTOCOLS.values())],  # noqa: UP007 - built at run time
     Field(discriminator="protocol"),
 ]
 
 
-def scheme_model(protocol: str) -> type[_Scheme]:
+def scheme_model(protocol: str) -> type[SchemeConfig]:
     """The config model of a protocol's scheme entry."""
-    for member in typing.get_args(typing.get_args(Scheme)[0]):
-        if typing.get_args(member.model_fields["protocol"].annotation)[0] == protocol:
-            return member
-    raise KeyError(protocol)
+    return PROTOCOLS[protocol].config
 
 
 def protocol_names() -> list[str]:
     """Every protocol name a config may use."""
-    members = typing.get_args(typing.get_args(Scheme)[0])
-    return [typing.get_args(m.model_fields["protocol"].annotation)[0] for m in members]
+    return list(PROTOCOLS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,7 +302,7 @@ def _semantic_problems(exp: Experiment, layouts: bool = True) -> list[tuple[str,
     problems += _time_problems(exp)
     # upload_floats and download_floats are int64 columns: every worker sending every chunk it
     # computes at full dimension must still be countable (dim = 10**19 raised OverflowError).
-    steps = max(getattr(s, "load", None) or -(-n // m) for s in exp.schemes)
+    steps = max(s.most_steps(m, n) for s in exp.schemes)
     if m * steps * exp.data.dim >= 2**62:
         problems.append(
             (
@@ -412,105 +318,18 @@ def _semantic_problems(exp: Experiment, layouts: bool = True) -> list[tuple[str,
         key = f"schemes.{i}"
         if scheme.label is not None and uses[scheme.label] > 1:
             problems.append((f"{key}.label", f"label {scheme.label!r} is used by several schemes"))
-        scheme_problems = _scheme_problems(scheme, key, m, n)
+        scheme_problems = scheme.problems(key, m, n)
         problems += scheme_problems
-        if layouts and not scheme_problems and isinstance(scheme, _AssignedScheme):
+        if layouts and not scheme_problems and isinstance(scheme, AssignedScheme):
             problems += _layout_problems(exp, scheme, key, labels_all[i])
     return problems
 
 
-def _layout_problems(exp: Experiment, scheme: _AssignedScheme, key: str, label: str):
-    # coding.layout depends only on the pure assignment/ordering math (and on this module's
-    # types), so importing it here checks files and shapes before anything runs.
-    from .coding.layout import layout_problems
-
+def _layout_problems(exp: Experiment, scheme: AssignedScheme, key: str, label: str):
+    """The scheme's assignment built and checked (files, shapes) before anything runs."""
     return layout_problems(
         scheme, key, exp.cluster.workers, exp.chunks, exp.seed, label, exp.source_dir
     )
-
-
-def _scheme_problems(scheme: _Scheme, key: str, m: int, n: int) -> list[tuple[str, str]]:
-    """What a scheme's parameters cannot be, given the cluster (m workers, n chunks)."""
-    problems: list[tuple[str, str]] = []
-    if isinstance(scheme, UncodedScheme | FastestKScheme) and n < m:
-        problems.append(
-            (
-                "data.chunks",
-                f"{scheme.protocol} ({key}) splits chunks over workers: needs "
-                f"chunks >= workers ({m}), got {n}",
-            )
-        )
-    if isinstance(scheme, FastestKScheme):
-        if (scheme.k is None) == (scheme.fraction is None):
-            problems.append(
-                (f"{key}.k", "give exactly one of k (uploads) or fraction (of workers)")
-            )
-        elif scheme.k is not None and scheme.k > m:
-            problems.append((f"{key}.k", f"k must be at most workers ({m}), got {scheme.k}"))
-    load = getattr(scheme, "load", None)
-    if load is not None:
-        if load > m:
-            problems.append((f"{key}.load", f"load must be at most workers ({m}), got {load}"))
-        elif isinstance(scheme, FRCScheme) and m % load:
-            problems.append((f"{key}.load", f"frc needs load to divide workers ({m}), got {load}"))
-        if n != m and getattr(scheme, "assignment", "cyclic") != "explicit":
-            problems.append(
-                (
-                    "data.chunks",
-                    f"{scheme.protocol} ({key}) gives each worker `load` of m "
-                    f"chunks, which needs chunks == workers ({m}), got {n}; remove data.chunks or "
-                    f"set it to {m}",
-                )
-            )
-    if isinstance(scheme, _AssignedScheme):
-        needs_file = scheme.assignment == "explicit"
-        if needs_file and not scheme.assignment_file:
-            problems.append((f"{key}.assignment_file", "assignment: explicit needs a file"))
-        if scheme.assignment_file and scheme.assignment not in ("explicit", "graph"):
-            problems.append(
-                (
-                    f"{key}.assignment_file",
-                    f"only used with assignment: explicit or graph, not {scheme.assignment}",
-                )
-            )
-    if (
-        isinstance(scheme, OriginalGCScheme)
-        and scheme.construction in ("random", "polynomial")
-        and scheme.assignment != "cyclic"
-    ):
-        problems.append(
-            (
-                f"{key}.assignment",
-                f"construction '{scheme.construction}' "
-                f"({key}.construction) needs the cyclic assignment, got {scheme.assignment}; use "
-                "construction: generic for other assignments",
-            )
-        )
-    if isinstance(scheme, _CyclicScheme) and scheme.ell > scheme.load:
-        problems.append(
-            (f"{key}.ell", f"ell must be at most load ({scheme.load}), got {scheme.ell}")
-        )
-    if isinstance(scheme, OriginalGCScheme) and scheme.construction in ("random", "generic"):
-        if scheme.ell != 1:
-            problems.append(
-                (
-                    f"{key}.ell",
-                    f"construction '{scheme.construction}' (Tandon's code) supports ell = 1 "
-                    f"only, got {scheme.ell}; use construction: polynomial",
-                )
-            )
-    if isinstance(scheme, _CyclicScheme):
-        if scheme.mode == "approximate" and scheme.deadline is None:
-            problems.append((f"{key}.deadline", "approximate mode needs a deadline (a time > 0)"))
-        if scheme.mode == "exact" and scheme.deadline is not None:
-            problems.append(
-                (
-                    f"{key}.deadline",
-                    "a deadline only applies to mode: approximate; remove it or "
-                    "set mode: approximate",
-                )
-            )
-    return problems
 
 
 def _distribution_problems(dist: Any, key: str, nested: bool) -> list[tuple[str, str]]:
@@ -952,8 +771,6 @@ def from_dict(
     problems = _semantic_problems(exp, layouts=not size) + size
     problems += _empirical_problems(exp.cluster.compute, "cluster.compute", Path(source_dir))
     if exp.engine == "fast" and not problems:
-        from .engine.fast import fast_problems  # the fast engine knows what it cannot do
-
         problems += [
             (key, f"{message} (engine: fast is not exact here; use engine: auto or des)")
             for key, message in fast_problems(exp)

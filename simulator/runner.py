@@ -12,6 +12,7 @@ import collections
 import contextlib
 import itertools
 import math
+import operator
 import threading
 import time
 from collections.abc import Callable
@@ -25,9 +26,9 @@ import pyarrow.parquet as pq
 from . import config as cfg
 from .cluster import Cluster, gradients
 from .coding.base import Protocol
-from .coding.numerics import rel_error
 from .coding.registry import build
-from .engine.des import EventRecorder, simulate
+from .engine.choice import engine_description, scheme_engines
+from .engine.des import EventRecorder, simulate_row
 from .parquet import ParquetStream, schema_of
 from .schema import EVENT_COLUMNS, SUMMARY_COLUMNS
 from .streams import TRIAL_BLOCK
@@ -243,7 +244,7 @@ def run(
                        _joined(event_parts, EVENT_COLUMNS), timings)  # fmt: skip
     result.executor = executor
     result.engine = engine_description(exp)
-    result.engines = dict.fromkeys(exp.labels(), chosen_engine(exp))
+    result.engines = dict(zip(exp.labels(), scheme_engines(exp), strict=True))
     result.events_file = None if events_to is None else Path(events_to)
     result.summary_file = None if summary_to is None else Path(summary_to)
     return result
@@ -263,21 +264,9 @@ def _ranges(start: int, stop: int, most: int | None) -> list[tuple[int, int]]:
 
 
 def chosen_engine(exp: cfg.Experiment) -> str:
-    """'fast' or 'des': ``auto`` takes the fast engine wherever it gives the event engine's
-    results exactly (``engine.fast.fast_problems`` is empty)."""
-    if exp.engine != "auto":
-        return exp.engine
-    from .engine.fast import fast_problems
-
-    return "des" if fast_problems(exp) else "fast"
-
-
-def engine_description(exp: cfg.Experiment) -> str:
-    engine = chosen_engine(exp)
-    if engine == "fast" and exp.output.events_trials:
-        traced = min(exp.output.events_trials, exp.trials)
-        return f"fast (event engine for the {traced} traced trials)"
-    return engine
+    """'fast', 'des', or 'mixed' when ``engine: auto`` runs some schemes on each."""
+    engines = set(scheme_engines(exp))
+    return engines.pop() if len(engines) == 1 else "mixed"
 
 
 def run_range(
@@ -298,18 +287,40 @@ def run_range(
     with simulating():
         if protocols is None:
             protocols = build(exp)
-        if chosen_engine(exp) == "des":
+        engines = scheme_engines(exp)
+        fast = [p for p, engine in zip(protocols, engines, strict=True) if engine == "fast"]
+        if not fast:
             summary, events = run_trials(exp, first, count, progress, on_events, protocols)
             return _finite(summary), events
         from .engine.fast import run_trials_fast
 
         traced_end = min(first + count, max(first, exp.output.events_trials))
-        if traced_end == first:  # no traced trial in this range
-            rest = run_trials_fast(exp, first, count, progress, protocols)
-            return _finite(rest), _frame([], EVENT_COLUMNS)
-        summary, events = run_trials(exp, first, traced_end - first, progress, on_events, protocols)
-        rest = run_trials_fast(exp, traced_end, first + count - traced_end, progress, protocols)
-        return _finite(pd.concat([summary, rest], ignore_index=True)), events
+        summary, events = _frame([], SUMMARY_COLUMNS), _frame([], EVENT_COLUMNS)
+        if traced_end > first:  # traced trials: every scheme on the event engine
+            summary, events = run_trials(
+                exp, first, traced_end - first, progress, on_events, protocols
+            )
+        rest = first + count - traced_end
+        slow = [p for p, engine in zip(protocols, engines, strict=True) if engine == "des"]
+        quick = run_trials_fast(exp, traced_end, rest, fast, progress if not slow else None)
+        if slow:
+            untraced, _ = run_trials(exp, traced_end, rest, progress, None, slow)
+            quick = _interleaved(quick, untraced, [e == "fast" for e in engines])
+        parts = [summary, quick] if len(summary) else [quick]
+        return _finite(parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)), events
+
+
+def _interleaved(fast: pd.DataFrame, des: pd.DataFrame, is_fast: list[bool]) -> pd.DataFrame:
+    """The rows of schemes run on two engines, back in the run's order: trial-major, schemes
+    in config order (``is_fast[i]``: whether scheme i's rows are in ``fast``)."""
+    schemes = len(is_fast)
+    position = np.arange(schemes)
+    fast_at, des_at = position[np.array(is_fast)], position[~np.array(is_fast)]
+    trials = len(fast) // len(fast_at)
+    base = np.arange(trials)[:, None] * schemes
+    where = np.concatenate([(base + fast_at).ravel(), (base + des_at).ravel()])
+    both = pd.concat([fast, des], ignore_index=True)
+    return both.take(np.argsort(where, kind="stable")).reset_index(drop=True)
 
 
 def _finite(rows: pd.DataFrame) -> pd.DataFrame:
@@ -446,46 +457,13 @@ def _run_one(exp, protocols: list[Protocol], draw, rows: list, traces: list) -> 
     keep_events = draw.trial < exp.output.events_trials
     for protocol in protocols:
         recorder = EventRecorder() if keep_events else None
-        rows.append(simulate_row(exp, protocol, draw, grads, truth, recorder))
+        rows.append(_ROW(simulate_row(exp, protocol, draw, grads, truth, recorder)))
         if recorder is not None:
             traces.extend((protocol.label, draw.trial, *row) for row in recorder.rows)
 
 
-def simulate_row(exp, protocol: Protocol, draw, grads, truth, recorder=None) -> tuple:
-    """One (scheme, trial) on the event engine, as a summary row (SUMMARY_COLUMNS order).
-    The fast engine replays tied trials through this too."""
-    outcome = simulate(
-        protocol.new_trial(draw.down, grads),
-        protocol.orders,
-        draw,
-        exp.cluster.network,
-        recorder,
-        exp.cluster.failures.detect_timeout,
-    )
-    error, used, condition, left = float("nan"), 0, float("nan"), float("nan")
-    if outcome.result is not None:
-        used, condition = outcome.result.chunks_used, outcome.result.cond
-        if not protocol.conditioning:
-            condition = float("nan")  # also where it is free (1.0): "not computed", uniformly
-        left = outcome.result.residual
-        if truth is not None:
-            error = rel_error(outcome.result.estimate, truth)
-    return (
-        protocol.label,
-        protocol.name,
-        draw.trial,
-        outcome.completion_time,
-        outcome.decoded,
-        error,
-        outcome.upload_floats,
-        outcome.download_floats,
-        outcome.messages,
-        outcome.control_messages,
-        outcome.chunks_computed,
-        used,
-        condition,
-        left,
-    )
+#: A row by column name as the tuple ``_frame`` takes (a missing column is a KeyError).
+_ROW = operator.itemgetter(*SUMMARY_COLUMNS)
 
 
 def _frame(rows: list[tuple], columns: dict[str, str]) -> pd.DataFrame:

@@ -27,6 +27,7 @@ class Column:
     unit: str  # "" where the value has none
     meaning: str
     agree: str = "exact"  # exact | time | numeric (see the module docstring)
+    fill: object = None  # an engine's value before it knows better (None: the dtype's zero)
 
 
 #: Tolerances (rtol, atol) of the ``agree`` kinds that are not exact.
@@ -38,11 +39,11 @@ SUMMARY = (
     Column("protocol", "str", "", "the protocol the scheme runs"),
     Column("trial", "int64", "", "trial index; schemes share the trial's draws"),
     Column("completion_time", "float64", "time",
-           "when the PS has its estimate (inf: never decoded)", "time"),
+           "when the PS has its estimate (inf: never decoded)", "time", float("inf")),
     Column("decoded", "bool", "", "whether the PS produced an estimate"),
     Column("rel_error", "float64", "",
            "||g_hat - g|| / ||g|| of the decoded estimate (NaN: undecoded or gradients off)",
-           "numeric"),
+           "numeric", float("nan")),
     Column("upload_floats", "int64", "floats", "floats sent worker -> PS, data uploads"),
     Column("download_floats", "int64", "floats", "floats sent PS -> workers"),
     Column("messages", "int64", "", "data uploads worker -> PS"),
@@ -51,10 +52,10 @@ SUMMARY = (
     Column("chunks_used", "int64", "chunks", "chunk computations that entered the estimate"),
     Column("decode_cond", "float64", "",
            "worst condition number of a matrix the decoder inverted (NaN: not computed)",
-           "numeric"),
+           "numeric", float("nan")),
     Column("residual", "float64", "",
            "coefficient-space residual of the decoder (0: exact in exact arithmetic)",
-           "numeric"),
+           "numeric", float("nan")),
 )  # fmt: skip
 
 #: One row per traced event of the first ``output.events_trials`` trials (event engine only).

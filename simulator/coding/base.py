@@ -11,11 +11,15 @@ the trace; the protocol owns the math and knows nothing about SimPy. Messages ca
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from .. import config as cfg
+from .scheme_config import SchemeConfig
+
+if TYPE_CHECKING:
+    from ..config import Experiment
+    from ..engine.fast import Evaluator
 
 PS = -1  #: the parameter server's id in messages and traces
 
@@ -88,16 +92,45 @@ class Trial:
         raise NotImplementedError
 
 
+@dataclass(frozen=True)
+class Tags:
+    """What a protocol can do, declared once (as scikit-learn estimators declare tags): the
+    engine choice, the conformance suite (``simulator.testing``) and the docs read these
+    instead of lists of protocol names."""
+
+    fast: bool = True
+    """Has a vectorised evaluator (``Protocol.evaluator``) giving the event engine's rows."""
+    tie_safe: bool = False
+    """Its rows do not depend on the order of simultaneous events, so the fast engine may run
+    it on compute times with atoms (deterministic, empirical)."""
+    control: bool = False
+    """Workers send control messages (chunk reports)."""
+    downloads: bool = False
+    """The PS sends workers messages (download_floats can be positive)."""
+    approximate: bool = False
+    """May decode an approximation in exact mode too (fastest_k): rel_error > 0 by design."""
+    replans: bool = False
+    """Reacts to crashes the PS notices (``Trial.worker_failed``)."""
+
+
 class Protocol:
-    """A scheme planned for one run: ``orders[j]`` is worker j's chunks in processing order."""
+    """A scheme planned for one run: ``orders[j]`` is worker j's chunks in processing order.
+
+    A protocol module holds everything about its scheme: its config model (``config``), its
+    plan (this class), its event-engine reactions (a ``Trial``), its vectorised evaluator for
+    the fast engine (``evaluator``) and the decoder both of them call. Registering it is one
+    line in ``registry.py``."""
 
     name: ClassVar[str]
+    config: ClassVar[type[SchemeConfig]]
+    """The scheme entry's config model (``protocol: Literal[name]`` and the parameters)."""
+    tags: ClassVar[Tags] = Tags()
     exact: bool
     """Whether a decoded estimate is the exact gradient (up to floating point)."""
     examples: ClassVar[tuple[dict, ...]] = ()
     """Representative scheme parameters on 12 workers: the conformance suite runs each."""
 
-    def __init__(self, spec: cfg._Scheme, exp: cfg.Experiment, label: str):
+    def __init__(self, spec: SchemeConfig, exp: Experiment, label: str):
         self.spec = spec
         self.label = label
         self.workers = exp.cluster.workers
@@ -107,9 +140,17 @@ class Protocol:
         self.conditioning = exp.output.decode_cond
         """Whether decodes report their condition number (``output.decode_cond``)."""
         self.orders: list[list[int]] = []
+        self.deadline = spec.active_deadline()
+        """When the PS decodes with what it has (None: no deadline)."""
+        self.upload_size = self.dim
+        """Floats in one data upload."""
 
     def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:
         raise NotImplementedError
+
+    def evaluator(self, exp: Experiment) -> Evaluator:
+        """The fast engine's vectorised evaluation of this plan (``tags.fast``)."""
+        raise NotImplementedError(f"{self.name} has no vectorised evaluator")
 
     def error_bound(self) -> float:
         """The rel_error a decoded trial stays below: 1e-20 for an exact, stable decoder (the

@@ -3,32 +3,53 @@ N / (chunks they cover); an unbiased-in-spirit approximation whose error is meas
 
 from __future__ import annotations
 
+import math
+from typing import Annotated, Literal
+
 import numpy as np
+from pydantic import Field
 
-from .base import Decoded, Trial
-from .uncoded import SplitTrial, Uncoded
+from .base import Tags
+from .scheme_config import Problems, SplitScheme
+from .uncoded import Uncoded
 
 
-class FastestKTrial(SplitTrial):
-    def enough(self) -> bool:
-        return len(self.received) == self.protocol.k
+class FastestKConfig(SplitScheme):
+    """Same split as uncoded; the PS rescales the sum of the first k uploads (approximate)."""
 
-    def result(self) -> Decoded:
-        decoded = super().result()
-        decoded.residual = float(self.protocol.chunks - decoded.chunks_used)
-        if decoded.estimate is not None:
-            decoded.estimate *= self.protocol.chunks / decoded.chunks_used
-        return decoded
+    protocol: Literal["fastest_k"]
+    k: Annotated[int, Field(ge=1)] | None = None
+    """Uploads to wait for; or give ``fraction`` instead."""
+    fraction: Annotated[float, Field(gt=0, le=1)] | None = None
+    """k as a fraction of the workers (rounded up), so a sweep over workers keeps it valid."""
+
+    def wait_for(self, workers: int) -> int:
+        return self.k if self.k is not None else math.ceil(self.fraction * workers - 1e-9)
+
+    def problems(self, key: str, workers: int, chunks: int) -> Problems:
+        problems = super().problems(key, workers, chunks)
+        if (self.k is None) == (self.fraction is None):
+            problems.append(
+                (f"{key}.k", "give exactly one of k (uploads) or fraction (of workers)")
+            )
+        elif self.k is not None and self.k > workers:
+            problems.append((f"{key}.k", f"k must be at most workers ({workers}), got {self.k}"))
+        return problems
 
 
 class FastestK(Uncoded):
     name = "fastest_k"
+    config = FastestKConfig
+    tags = Tags(approximate=True)
     exact = False
     examples = ({"k": 9},)
 
     def __init__(self, spec, exp, label):
         super().__init__(spec, exp, label)
-        self.k = spec.wait_for(self.workers)
+        self.k = self.waits_for = spec.wait_for(self.workers)
 
-    def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:
-        return FastestKTrial(self, grads)
+    def estimate(self, payloads: list[np.ndarray], covered: int) -> np.ndarray:
+        """The sum of the first k uploads, rescaled to the N chunks."""
+        total = super().estimate(payloads, covered)
+        total *= self.chunks / covered
+        return total

@@ -5,10 +5,30 @@ straggler pattern that leaves one finished worker per group (at least s = load -
 
 from __future__ import annotations
 
-import numpy as np
+from typing import Annotated, Literal
 
-from .base import Decoded, Message, Protocol, Reaction, Trial, decoded_if
-from .uncoded import SplitTrial
+import numpy as np
+from pydantic import Field
+
+from ..engine.fast import INF, Block, Evaluator, Rows
+from .base import Decoded, Message, Reaction, Tags, Trial, decoded_if
+from .scheme_config import LoadedScheme, Problems
+from .uncoded import SplitTrial, Uncoded
+
+
+class FRCConfig(LoadedScheme):
+    """Fractional repetition: groups of `load` workers share their chunks; one upload per group."""
+
+    protocol: Literal["frc"]
+    load: Annotated[int, Field(ge=1)]
+
+    def problems(self, key: str, workers: int, chunks: int) -> Problems:
+        problems = super().problems(key, workers, chunks)
+        if self.load <= workers and workers % self.load:
+            problems.insert(
+                0, (f"{key}.load", f"frc needs load to divide workers ({workers}), got {self.load}")
+            )
+        return problems
 
 
 def frc_groups(workers: int, load: int) -> list[list[int]]:
@@ -30,14 +50,17 @@ class FRCTrial(SplitTrial):
         return decoded_if(len(self.first) == self.protocol.groups)
 
     def result(self) -> Decoded:
+        p = self.protocol
         estimate = None
         if self.grads is not None:
-            estimate = np.sum([msg.payload for msg in self.first.values()], axis=0)
-        return Decoded(estimate, chunks_used=self.protocol.chunks, cond=1.0, residual=0.0)
+            estimate = p.estimate([msg.payload for msg in self.first.values()], p.chunks)
+        return Decoded(estimate, chunks_used=p.chunks, cond=1.0, residual=0.0)
 
 
-class FRC(Protocol):
+class FRC(Uncoded):
     name = "frc"
+    config = FRCConfig
+    tags = Tags()
     exact = True
     examples = ({"load": 3},)
 
@@ -48,3 +71,43 @@ class FRC(Protocol):
 
     def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:
         return FRCTrial(self, grads)
+
+    def evaluator(self, exp) -> Evaluator:
+        return FRCEvaluator(self, exp)
+
+
+class FRCEvaluator(Evaluator):
+    """The first upload of each group of identical workers."""
+
+    def evaluate(self, block: Block) -> Rows:
+        p, n = self.p, block.n
+        done = self.times(block)
+        finish = self.last(block)
+        d = self.delay(p.upload_size)
+        # The PS keys groups by worker // load: consecutive runs of load workers. All uploads
+        # have one size, so the first to arrive is the first to finish (ties: same payload).
+        load, groups = p.spec.load, p.groups
+        by_group = finish.reshape(n, groups, load)
+        first_sent = by_group.min(axis=2)
+        first_arrival = first_sent + d
+        decoded = np.isfinite(first_sent).all(axis=1)
+        stop = np.where(decoded, first_arrival.max(axis=1), INF)
+        rows = Rows(n)
+        rows["completion_time"] = stop
+        rows["decoded"] = decoded
+        rows["messages"] = self.sent_by(finish, stop)
+        rows["upload_floats"] = rows["messages"] * p.upload_size
+        rows["chunks_computed"] = self.count_until(done, stop)
+        rows["chunks_used"] = np.where(decoded, p.chunks, 0)
+        rows["decode_cond"] = np.where(decoded, 1.0, np.nan)
+        rows["residual"] = np.where(decoded, 0.0, np.nan)
+        allowed = 1 if d == 0 else 0
+        rows.suspect = decoded & (self.at(done, stop) > allowed)
+
+        def estimate(t: int, grads: np.ndarray) -> np.ndarray:
+            group_order = np.lexsort((first_sent[t], first_arrival[t]))
+            workers = group_order * load + np.argmin(by_group[t], axis=1)[group_order]
+            return p.estimate([p.payload(int(w), grads) for w in workers], p.chunks)
+
+        rows.estimate = estimate
+        return rows

@@ -19,11 +19,25 @@ best combination of what arrived; ``residual`` is its coefficient-space residual
 from __future__ import annotations
 
 import math
+from typing import Annotated, Literal
 
 import numpy as np
+from pydantic import Field, model_validator
 
+from ..engine.fast import INF, Block, Evaluator, Rows, arrival_order
 from ..streams import generator
-from .base import DECODED, NOTHING, UPLOAD, Decoded, Message, Protocol, Reaction, Trial, decoded_if
+from .base import (
+    DECODED,
+    NOTHING,
+    UPLOAD,
+    Decoded,
+    Message,
+    Protocol,
+    Reaction,
+    Tags,
+    Trial,
+    decoded_if,
+)
 from .layout import scheme_orders
 from .numerics import (
     best_tandon_code,
@@ -35,6 +49,7 @@ from .numerics import (
     sum_weights,
 )
 from .polynomial import PolynomialCode, evaluation_points, vandermonde
+from .scheme_config import CodedScheme, Problems
 
 #: Exact decodes' condition numbers are kept per set of uploaders while there are at most this
 #: many sets, holding at most _SET_CACHE_INDICES worker indices in all (about 12 MiB): 1,140 sets
@@ -43,13 +58,58 @@ _SET_CACHE_SETS = 2**15
 _SET_CACHE_INDICES = 2**20
 #: Bytes of matrices one batched SVD may hold.
 _SVD_BATCH_BYTES = 32 * 2**20
+#: Least-squares decoders the fast engine caches per ordered tuple of uploading workers.
+_DECODER_CACHE = 4096
+
+
+class OriginalGCConfig(CodedScheme):
+    """Original gradient codes: a worker uploads one coded vector after finishing all its chunks;
+    any m - s uploads decode (Tandon et al.; Ye & Abbe for ell > 1)."""
+
+    protocol: Literal["original_gc"]
+    construction: Literal["random", "polynomial", "generic"] | None = None
+    """random: Tandon's cyclic code (ell = 1); polynomial: Ye & Abbe style, any ell; generic:
+    Tandon's null-space construction on any assignment (ell = 1), checked numerically.
+    Default: random for ell = 1, polynomial otherwise."""
+    candidates: Annotated[int, Field(ge=1)] = 16
+    """random construction: draw this many codes and keep the best conditioned one."""
+    points: Literal["chebyshev", "equispaced"] = "chebyshev"
+    """polynomial construction: the evaluation points on [-1, 1]."""
+
+    @model_validator(mode="after")
+    def _default_construction(self) -> OriginalGCConfig:
+        if self.construction is None:
+            construction = "random" if self.ell == 1 else "polynomial"
+            object.__setattr__(self, "construction", construction)
+        return self
+
+    def problems(self, key: str, workers: int, chunks: int) -> Problems:
+        problems = super().problems(key, workers, chunks)
+        if self.construction in ("random", "polynomial") and self.assignment != "cyclic":
+            problems.append(
+                (
+                    f"{key}.assignment",
+                    f"construction '{self.construction}' ({key}.construction) needs the "
+                    f"cyclic assignment, got {self.assignment}; use construction: "
+                    "generic for other assignments",
+                )
+            )
+        if self.construction in ("random", "generic") and self.ell != 1:
+            problems.append(
+                (
+                    f"{key}.ell",
+                    f"construction '{self.construction}' (Tandon's code) supports ell = "
+                    f"1 only, got {self.ell}; use construction: polynomial",
+                )
+            )
+        return problems
 
 
 class OriginalTrial(Trial):
     def __init__(self, protocol: OriginalGC, grads: np.ndarray | None):
         self.protocol = protocol
         spec = protocol.spec
-        self.deadline = spec.deadline if spec.mode == "approximate" else None
+        self.deadline = protocol.deadline
         self.blocks = None if grads is None else split_blocks(grads, spec.ell)
         self.received: list[Message] = []
         self.senders: list[int] = []  # the workers of received, in order
@@ -59,11 +119,8 @@ class OriginalTrial(Trial):
         order = p.orders[worker]
         if chunk != order[-1]:
             return NOTHING
-        payload = None
-        if self.blocks is not None:
-            payload = np.einsum("ck,ckb->b", p.encoder[worker, order], self.blocks[order])
-        size = block_length(p.dim, p.spec.ell)
-        return Reaction(send=[Message(UPLOAD, worker, size, payload=payload)])
+        payload = None if self.blocks is None else p.payload(worker, self.blocks)
+        return Reaction(send=[Message(UPLOAD, worker, p.upload_size, payload=payload)])
 
     def ps_receive(self, msg: Message, now: float) -> Reaction:
         self.received.append(msg)
@@ -79,15 +136,15 @@ class OriginalTrial(Trial):
         combination, condition, left = p.decoder(workers, weights=self.blocks is not None)
         estimate = None
         if self.blocks is not None:
-            b = self.blocks.shape[2]
-            uploads = np.array([msg.payload for msg in self.received]).reshape(len(workers), b)
-            estimate = join_blocks(combination @ uploads, p.dim)
+            estimate = p.estimate(combination, [msg.payload for msg in self.received])
         used = len(workers) * p.spec.load
         return Decoded(estimate, chunks_used=used, cond=condition, residual=left)
 
 
 class OriginalGC(Protocol):
     name = "original_gc"
+    config = OriginalGCConfig
+    tags = Tags()
     exact = True
     examples = (
         {"load": 4, "ell": 1},
@@ -101,6 +158,7 @@ class OriginalGC(Protocol):
         super().__init__(spec, exp, label)
         self.exact = spec.mode == "exact"
         self.needed = self.workers - (spec.load - spec.ell)
+        self.upload_size = block_length(self.dim, spec.ell)
         self.orders = scheme_orders(spec, exp, label)
         self.set_conds: dict[tuple[int, ...], float] = {}  # see exact_condition
         sets = math.comb(self.workers, self.workers - self.needed)
@@ -213,3 +271,117 @@ class OriginalGC(Protocol):
 
     def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:
         return OriginalTrial(self, grads)
+
+    def evaluator(self, exp) -> Evaluator:
+        return OriginalEvaluator(self, exp)
+
+    # The decoder's two halves, called by both engines ---------------------------------------
+
+    def payload(self, worker: int, blocks: np.ndarray) -> np.ndarray:
+        """Worker j's upload y_j = sum_i sum_k E[j, i, k] g_i^(k) (blocks: split_blocks)."""
+        order = self.orders[worker]
+        return np.einsum("ck,ckb->b", self.encoder[worker, order], blocks[order])
+
+    def estimate(self, combination: np.ndarray, uploads: list[np.ndarray]) -> np.ndarray:
+        """The gradient from the uploads in arrival order and their combination D."""
+        stacked = np.array(uploads).reshape(len(uploads), self.upload_size)
+        return join_blocks(combination @ stacked, self.dim)
+
+
+# --------------------------------------------------------------------------------------------
+# The fast engine's evaluation
+
+
+class OriginalEvaluator(Evaluator):
+    """One coded upload after all chunks; any m - s decode, or least squares at T."""
+
+    def __init__(self, protocol: OriginalGC, exp):
+        super().__init__(protocol, exp)
+        spec = protocol.spec
+        self.ell, self.size, self.deadline = spec.ell, protocol.upload_size, protocol.deadline
+        self.cache: dict[tuple[int, ...], tuple[np.ndarray, float, float]] = {}
+        # The cyclic codes decode from any m - s uploads, with a decoder whose condition
+        # number is one SVD (batched here); other constructions are asked, upload by upload,
+        # whether what arrived determines the gradient, as the PS asks them.
+        self.any_needed = spec.construction in ("random", "polynomial")
+
+    def decoder(self, workers: tuple[int, ...]) -> tuple[np.ndarray, float, float]:
+        """The protocol's own decoder (same call, same argument order as the event engine)."""
+        hit = self.cache.get(workers)
+        if hit is None:
+            hit = self.p.decoder(list(workers))
+            if len(self.cache) >= _DECODER_CACHE:
+                self.cache.pop(next(iter(self.cache)))
+            self.cache[workers] = hit
+        return hit
+
+    def first_determined(self, arrivals: np.ndarray) -> int:
+        """How many of these uploads (in arrival order) the PS has when it first finds the
+        gradient determined (0: never): the protocol's own test, on every prefix from m - s."""
+        workers = [int(w) for w in arrivals]
+        for count in range(self.p.needed, len(workers) + 1):
+            if self.p.determined(workers[:count]):
+                return count
+        return 0
+
+    def exact_conditions(self, rows: np.ndarray) -> np.ndarray:
+        """decode_cond of exact decodes from m - s uploads (rows: (count, m - s) workers in
+        arrival order): the protocol's own, a function of each set, computed once per set."""
+        sets, which = np.unique(np.sort(rows, axis=1), axis=0, return_inverse=True)
+        return self.p.exact_conditions(sets)[which.ravel()]
+
+    def evaluate(self, block: Block) -> Rows:
+        p, n = self.p, block.n
+        done = self.times(block)
+        finish = np.ascontiguousarray(self.last(block))  # sorted per trial: one row each
+        d = self.delay(self.size)
+        arrival = finish + d
+        order, tied = arrival_order(arrival, finish)
+        ranked = np.take_along_axis(arrival, order, axis=1)
+        needed = p.needed
+        sent = np.isfinite(finish).sum(axis=1)  # uploads that are ever sent
+        if self.any_needed:
+            enough = np.where(sent >= needed, needed, 0)
+        else:
+            enough = np.array([self.first_determined(order[t, : sent[t]]) for t in range(n)])
+        last_needed = np.take_along_axis(ranked, np.maximum(enough, 1)[:, None] - 1, axis=1)
+        exact_at = np.where(enough > 0, last_needed[:, 0], INF)
+        rows = Rows(n)
+        if self.deadline is None:
+            exact = decoded = np.isfinite(exact_at)
+            stop = exact_at
+        else:
+            exact = exact_at <= self.deadline
+            decoded = np.ones(n, dtype=bool)
+            stop = np.where(exact, exact_at, self.deadline)
+        rows["completion_time"] = stop
+        rows["decoded"] = decoded
+        rows["messages"] = self.sent_by(finish, stop)
+        rows["upload_floats"] = rows["messages"] * self.size
+        rows["chunks_computed"] = self.count_until(done, stop)
+        allowed = 1 if d == 0 else 0
+        # At an exact decode, what was sent by then depends on order; at the deadline all
+        # events at T happen first (inclusive), so only the order of the uploads matters.
+        rows.suspect = decoded & tied | exact & (self.at(done, stop) > allowed)
+        count = np.where(exact, enough, np.count_nonzero(ranked <= stop[:, None], axis=1))
+        rows["chunks_used"] = np.where(decoded, count * p.spec.load, 0)
+        solve = decoded & ~exact  # least squares on what arrived by T
+        if self.any_needed:
+            rows["residual"] = np.where(exact, 0.0, rows["residual"])
+            if p.conditioning:
+                rows["decode_cond"][exact] = self.exact_conditions(order[exact, :needed])
+        else:
+            solve = decoded
+        for t in np.nonzero(solve)[0]:
+            _, condition, left = self.decoder(tuple(int(w) for w in order[t, : count[t]]))
+            rows["decode_cond"][t] = condition
+            rows["residual"][t] = left
+
+        def estimate(t: int, grads: np.ndarray) -> np.ndarray:
+            workers = tuple(int(w) for w in order[t, : count[t]])
+            combination, _, _ = self.decoder(workers)
+            blocks = split_blocks(grads, self.ell)
+            return p.estimate(combination, [p.payload(w, blocks) for w in workers])
+
+        rows.estimate = estimate
+        return rows

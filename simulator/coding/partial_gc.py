@@ -18,9 +18,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import Literal
 
 import numpy as np
 
+from ..engine.fast import (
+    INF,
+    Block,
+    Evaluator,
+    Holders,
+    Rows,
+    distinct,
+    per_worker,
+    second_smallest,
+)
 from ..streams import generator
 from .base import (
     CONTROL,
@@ -31,11 +42,13 @@ from .base import (
     Message,
     Protocol,
     Reaction,
+    Tags,
     Trial,
     decoded_if,
 )
 from .layout import scheme_orders
 from .numerics import block_length, join_blocks, split_blocks
+from .scheme_config import CodedScheme
 
 
 def coefficients(decoder: np.ndarray, holders: list[list[int]]) -> list[np.ndarray]:
@@ -78,7 +91,7 @@ class PartialTrial(Trial):
         self.protocol = protocol
         spec = protocol.spec
         self.ell = spec.ell
-        self.deadline = spec.deadline if spec.mode == "approximate" else None
+        self.deadline = protocol.deadline
         self.past_deadline = False
         self.blocks = None if grads is None else split_blocks(grads, self.ell)
         self.counts = [0] * protocol.chunks  # r_i as the PS knows it (a list: scalar updates)
@@ -100,11 +113,9 @@ class PartialTrial(Trial):
 
     def worker_receive(self, worker: int, msg: Message, now: float) -> Reaction:
         round_, chunks, coefs = msg.payload
-        vector = None
-        if self.blocks is not None:
-            vector = np.einsum("ck,ckb->b", coefs, self.blocks[chunks])
-        size = block_length(self.protocol.dim, self.ell)
-        return Reaction(send=[Message(UPLOAD, worker, size, payload=(round_, vector))])
+        p = self.protocol
+        vector = None if self.blocks is None else p.upload(coefs, chunks, self.blocks)
+        return Reaction(send=[Message(UPLOAD, worker, p.upload_size, payload=(round_, vector))])
 
     # PS side -------------------------------------------------------------------------------
 
@@ -153,19 +164,14 @@ class PartialTrial(Trial):
         coefs = None if self.blocks is None else coefficients(p.decoder, self.known)
         if p.conditioning:
             self.cond = p.worst_condition(self.known)
-        per_worker: dict[int, list[tuple[int, int]]] = {}  # worker -> (chunk, row of A_chunk)
-        for chunk, rows in enumerate(self.known):
-            for position, worker in enumerate(rows):
-                per_worker.setdefault(worker, []).append((chunk, position))
+        per_worker = p.assignments(self.known)
         self.used = sum(self.counts)
         self.plan_residual = residual(self.counts, self.ell)
         send = []
         for worker in sorted(per_worker):
             pairs = per_worker[worker]
             chunks = [chunk for chunk, _ in pairs]
-            matrix = None  # the worker's coefficients, one row of ell per chunk
-            if coefs is not None:
-                matrix = np.array([coefs[chunk][position] for chunk, position in pairs])
+            matrix = None if coefs is None else p.worker_coefficients(coefs, pairs)
             payload = (self.round, chunks, matrix)
             send.append(Message(DOWNLOAD, worker, len(pairs) * self.ell, payload=payload))
         self.expected = set(per_worker)
@@ -174,17 +180,15 @@ class PartialTrial(Trial):
 
     def result(self) -> Decoded:
         p = self.protocol
-        estimate = None
-        if self.blocks is not None:
-            blocks = np.zeros((self.ell, self.blocks.shape[2]))
-            for worker, upload in self.uploads.items():
-                blocks += np.outer(p.decoder[:, worker], upload)
-            estimate = join_blocks(blocks, p.dim)
+        estimate = None if self.blocks is None else p.estimate(self.uploads.items())
         return Decoded(
             estimate, chunks_used=self.used, cond=self.cond, residual=float(self.plan_residual)
         )
 
 
+#: Largest (subsets, chunks, holders) array the fast engine builds its table of ell = 2 closed
+#: forms from, once per run (beyond it, the closed form is computed per block).
+_TABLE_ELEMENTS = 2**20
 #: partial_gc keeps the condition numbers of C[:, R_i] while there are at most this many
 #: ordered holder lists.
 _COND_CACHE = 2**16
@@ -206,8 +210,16 @@ def _ordered_lists(orders: list[list[int]], chunks: int, shortest: int, limit: i
     return total
 
 
+class PartialGCConfig(CodedScheme):
+    """The partial-straggler protocol: processed chunks count even if a worker has not finished."""
+
+    protocol: Literal["partial_gc"]
+
+
 class PartialGC(Protocol):
     name = "partial_gc"
+    config = PartialGCConfig
+    tags = Tags(control=True, downloads=True, replans=True)
     exact = True
     examples = (
         {"load": 4, "ell": 1},
@@ -218,6 +230,7 @@ class PartialGC(Protocol):
     def __init__(self, spec, exp, label):
         super().__init__(spec, exp, label)
         self.orders = scheme_orders(spec, exp, label)
+        self.upload_size = block_length(self.dim, spec.ell)
         self.decoder = generator(self.seed, "decoder", label).standard_normal(
             (spec.ell, self.workers)
         )
@@ -237,6 +250,38 @@ class PartialGC(Protocol):
 
     def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:
         return PartialTrial(self, grads)
+
+    def evaluator(self, exp) -> Evaluator:
+        return PartialEvaluator(self, exp)
+
+    # The decoder, called by both engines ----------------------------------------------------
+
+    @staticmethod
+    def assignments(known: list[list[int]]) -> dict[int, list[tuple[int, int]]]:
+        """worker -> its (chunk, row of A_chunk) pairs in a plan from the holders R_i, chunk by
+        chunk (workers in the order they first appear)."""
+        per_worker: dict[int, list[tuple[int, int]]] = {}
+        for chunk, rows in enumerate(known):
+            for position, worker in enumerate(rows):
+                per_worker.setdefault(worker, []).append((chunk, position))
+        return per_worker
+
+    @staticmethod
+    def worker_coefficients(coefs: list[np.ndarray], pairs: list[tuple[int, int]]) -> np.ndarray:
+        """A worker's coefficients, one row of ell per chunk it is asked for."""
+        return np.array([coefs[chunk][position] for chunk, position in pairs])
+
+    @staticmethod
+    def upload(matrix: np.ndarray, chunks: list[int], blocks: np.ndarray) -> np.ndarray:
+        """y_j = sum_i sum_k A_i[j, k] g_i^(k) over the chunks the worker is asked for."""
+        return np.einsum("ck,ckb->b", matrix, blocks[chunks])
+
+    def estimate(self, uploads) -> np.ndarray:
+        """Block k of the gradient is sum_j C[k, j] y_j, over (worker, y_j) in arrival order."""
+        total = np.zeros((self.spec.ell, self.upload_size))
+        for worker, vector in uploads:
+            total += np.outer(self.decoder[:, worker], vector)
+        return join_blocks(total, self.dim)
 
     def worst_condition(self, holders: list[list[int]]) -> float:
         """decode_cond of a plan: the worst condition number of the C[:, R_i] (at least 1).
@@ -274,4 +319,188 @@ class PartialGC(Protocol):
         for values in ratios.values():
             if not any(math.isnan(v) for v in values):
                 worst = max(worst, max(values))
+        return worst
+
+
+# --------------------------------------------------------------------------------------------
+# The fast engine's evaluation
+
+
+class PartialEvaluator(Holders):
+    """A control message per chunk; the plan when every chunk has ell copies (or at T)."""
+
+    def __init__(self, protocol: PartialGC, exp):
+        super().__init__(protocol, exp)
+        spec = protocol.spec
+        self.ell, self.size, self.deadline = spec.ell, protocol.upload_size, protocol.deadline
+        decoder = protocol.decoder
+        weights = np.where(self.padding[None], 0.0, decoder[:, self.holder_worker])
+        self.table: np.ndarray | None = None
+        if self.ell == 2:  # Gram entries of C[:, R_i] per holder, for the closed form
+            self.gram = (weights[0] ** 2, weights[0] * weights[1], weights[1] ** 2)
+            chunks, width = self.holder_worker.shape
+            if 2**width * chunks * width <= _TABLE_ELEMENTS:
+                # The closed form of every chunk and every subset of its holders (bit r: the
+                # r-th holder is known), chunk-major: per block it is then a lookup.
+                subsets = (np.arange(2**width)[:, None] >> np.arange(width)) & 1 == 1
+                every = np.broadcast_to(subsets[:, None, :], (2**width, chunks, width))
+                self.table = self.closed_form(every).T.ravel()
+
+    def evaluate(self, block: Block) -> Rows:
+        p, n, ell = self.p, block.n, self.ell
+        done = self.times(block)
+        d_control, d_upload = self.delay(1), self.delay(self.size)
+        free = d_control == 0 and d_upload == 0 and self.delay(ell) == 0
+        # Control messages all have size 1, so they arrive in the order they were sent: the
+        # PS learns of chunk i's holders in order of their completion times.
+        held, lowest = self.per_chunk(block)  # (n, chunks, holders), unsorted; their minimum
+        if ell == 1:
+            covered_at = lowest
+        elif ell == 2 and held.shape[2] >= 2:
+            covered_at = second_smallest(held)
+        elif ell <= held.shape[2]:
+            covered_at = np.partition(held, ell - 1, axis=2)[:, :, ell - 1]
+        else:
+            covered_at = np.full(held.shape[:2], INF)
+        root = covered_at.max(axis=1)  # the completion whose report makes min_i r_i >= ell
+        planned_at = root + d_control
+        if self.deadline is None:
+            exact = decoded = np.isfinite(root)
+            plan_time = planned_at
+        else:
+            exact = planned_at <= self.deadline
+            decoded = np.ones(n, dtype=bool)
+            plan_time = np.where(exact, planned_at, self.deadline)
+        # What the PS knows when it plans: the reports sent up to the root (exact plan), or
+        # those arrived by the deadline (inclusive).
+        sent_by = np.where(exact & decoded, root, -INF)[:, None, None]
+        known = held <= sent_by
+        known_pos = done <= sent_by
+        if self.deadline is not None:
+            arrived_by = np.where(exact, -INF, plan_time)[:, None, None]
+            known |= held + d_control <= arrived_by
+            known_pos |= done + d_control <= arrived_by
+        copies = per_worker(known).astype(np.int64)  # r_i, (n, chunks)
+        asked = per_worker(known_pos).astype(np.int64)  # chunks each worker is asked for
+        net = self.network
+
+        def download_at(asked: np.ndarray, sent: np.ndarray) -> np.ndarray:
+            """When a download sent at ``sent`` that asks for ``asked`` chunks arrives."""
+            return sent + (net.latency + (ell * asked) * net.time_per_float)
+
+        # The more chunks a download asks for, the later it (and the upload answering it)
+        # arrives: the last upload answers the largest download.
+        most = asked.max(axis=1)
+        stop = np.where(most > 0, download_at(most, plan_time) + d_upload, plan_time)
+        stop = np.where(decoded, stop, INF)
+        rows = Rows(n)
+        rows["completion_time"] = stop
+        rows["decoded"] = decoded
+        rows["chunks_computed"] = self.count_until(done, stop)
+        # Every finished chunk is reported at once.
+        rows["control_messages"] = rows["chunks_computed"]
+        used = copies.sum(axis=1).astype(np.int64)
+        rows["chunks_used"] = np.where(decoded, used, 0)
+        rows["download_floats"] = np.where(decoded, ell * used, 0)
+        rows["messages"] = np.where(decoded, np.count_nonzero(asked, axis=1), 0).astype(np.int64)
+        rows["upload_floats"] = rows["messages"] * self.size
+        short = np.maximum(0, ell - copies).sum(axis=1)
+        rows["residual"] = np.where(decoded, short.astype(float), np.nan)
+        if p.conditioning:
+            rows["decode_cond"] = np.where(
+                decoded, self.worst_conditions(held, known, copies), np.nan
+            )
+        # An exact plan is unambiguous when the root is the only completion at its instant;
+        # at the decode instant only the zero-delay cascade of the root may share the time
+        # (a deadline is inclusive: nothing at T is ambiguous).
+        ambiguous = exact & (self.at(done, np.where(exact, root, -INF)) > 1)
+        at_stop = self.at(done, stop)
+        if free:
+            ambiguous |= exact & (at_stop > 1)
+        else:
+            ambiguous |= (at_stop > 0) & (exact | (stop > plan_time))
+        rows.suspect = decoded & ambiguous
+
+        def estimate(t: int, grads: np.ndarray) -> np.ndarray:
+            known_t = self.known_lists(held[t], copies[t])
+            coefs = coefficients(p.decoder, known_t)
+            plan = p.assignments(known_t)
+            blocks = split_blocks(grads, ell)
+            # Uploads reach the PS by arrival; ties in the order downloads were processed,
+            # which is by download arrival, then by worker (the order they were sent).
+            down_at = download_at(asked[t], plan_time[t])
+            up_at = down_at + d_upload
+            order = sorted(plan, key=lambda w: (up_at[w], down_at[w], w))
+            uploads = []
+            for worker in order:
+                chunks = [chunk for chunk, _ in plan[worker]]
+                matrix = p.worker_coefficients(coefs, plan[worker])
+                uploads.append((worker, p.upload(matrix, chunks, blocks)))
+            return p.estimate(uploads)
+
+        rows.estimate = estimate
+        return rows
+
+    def closed_form(self, known: np.ndarray) -> np.ndarray:
+        """ell = 2: each chunk's condition number from the 2 x 2 Gram matrix of its known
+        holders' columns, (..., chunks) from (..., chunks, holders) bools; 1 with one holder
+        known (a 2 x 1 matrix has one singular value), -inf with none."""
+        weights = known.astype(float)  # einsum casting bools itself was 3x slower
+        uu, uv, vv = (np.einsum("...ir,ir->...i", weights, w) for w in self.gram)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            half = (uu + vv) / 2
+            big = half + np.sqrt(((uu - vv) / 2) ** 2 + uv**2)
+            approx = big / np.sqrt(uu * vv - uv**2)
+        copies = known.sum(axis=-1)
+        return np.where(copies >= 2, approx, np.where(copies >= 1, 1.0, -INF))
+
+    def worst_conditions(
+        self, held: np.ndarray, known: np.ndarray, copies: np.ndarray
+    ) -> np.ndarray:
+        """Worst condition number of the C[:, R_i] (at least 1), as ``worst_condition`` computes
+        it: the SVD of the same matrices (columns in the order the PS learned of them).
+
+        ell = 1: a 1 x r matrix has one singular value, so every ratio is exactly 1. ell = 2:
+        a closed form (2 x 2 Gram matrix) ranks the chunks of each trial and only the top
+        ones, within its error bound, get the SVD; the maximum is then the SVD's number.
+        ell >= 3: the SVD of every chunk's matrix, batched over the block. Either way each
+        distinct matrix is decomposed once.
+        """
+        n = copies.shape[0]
+        worst = np.ones(n)
+        if self.ell == 1:
+            return worst
+        candidate = copies >= 1
+        if self.ell == 2:
+            if self.table is None:
+                approx = self.closed_form(known)
+            else:
+                chunks, width = self.holder_worker.shape
+                subset = (known << np.arange(width, dtype=np.uint16)).sum(axis=2, dtype=np.uint16)
+                index = subset + np.arange(chunks) * 2**width
+                approx = self.table.take(index.T).T  # trials last, as known
+            top = approx.max(axis=1)
+            # Relative error of the closed form: about eps * cond^2 (the Gram determinant).
+            slack = 1e-9 + 64 * np.finfo(float).eps * top**2
+            everything = ~np.isfinite(top) | (top > 1e6)
+            candidate &= (approx >= (top * (1 - slack))[:, None]) | everything[:, None]
+        chunk, trial = np.nonzero(candidate.T)  # any order: only maxima are taken below
+        if trial.size == 0:
+            return worst
+        rank_order = np.argsort(held[trial, chunk], axis=1, kind="stable")
+        workers = np.take_along_axis(self.holder_worker[chunk], rank_order, axis=1)
+        sizes = copies[trial, chunk]
+        for size in np.unique(sizes):
+            pick = sizes == size
+            matrices, which = distinct(workers[pick, :size], self.m)
+            stack = np.moveaxis(self.p.decoder[:, matrices], 1, 0)
+            singular = np.linalg.svd(stack, compute_uv=False)
+            rank = min(self.ell, int(size))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = (singular[:, 0] / singular[:, rank - 1])[which]
+            # The event engine keeps max(worst, np.max(ratios of one size)): a NaN ratio
+            # makes np.max NaN, which max() then ignores.
+            group = np.full(n, -INF)
+            np.maximum.at(group, trial[pick], ratio)
+            worst = np.where(group > worst, group, worst)
         return worst

@@ -14,13 +14,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+import numpy as np
 import simpy
 from simpy.events import Timeout
 
-from .. import config as cfg
 from ..cluster import TrialDraw
-from ..coding.base import CONTROL, NOTHING, PS, UPLOAD, Decoded, Message, Reaction, Trial
+from ..coding.base import CONTROL, NOTHING, PS, UPLOAD, Decoded, Message, Protocol, Reaction, Trial
+from ..coding.numerics import rel_error
+
+if TYPE_CHECKING:
+    from ..config import Experiment, Network
 
 #: A trace sink: (time, kind, worker, chunk, size). Worker -1 is the PS, chunk -1 is none.
 Tracer = Callable[[float, str, int, int, int], None]
@@ -48,11 +53,56 @@ class EventRecorder:
         self.rows.append((time, kind, worker, chunk, size))
 
 
+def simulate_row(
+    exp: Experiment,
+    protocol: Protocol,
+    draw: TrialDraw,
+    grads: np.ndarray | None,
+    truth: np.ndarray | None,
+    recorder: Tracer | None = None,
+) -> dict[str, object]:
+    """One (scheme, trial) as a summary row by column name (``schema.SUMMARY``). The runner
+    calls it for every trial it runs on this engine, the fast engine for the trials it
+    replays."""
+    outcome = simulate(
+        protocol.new_trial(draw.down, grads),
+        protocol.orders,
+        draw,
+        exp.cluster.network,
+        recorder,
+        exp.cluster.failures.detect_timeout,
+    )
+    error, used, condition, left = math.nan, 0, math.nan, math.nan
+    if outcome.result is not None:
+        used, condition = outcome.result.chunks_used, outcome.result.cond
+        if not protocol.conditioning:
+            condition = math.nan  # also where it is free (1.0): "not computed", uniformly
+        left = outcome.result.residual
+        if truth is not None:
+            error = rel_error(outcome.result.estimate, truth)
+    return {
+        "scheme": protocol.label,
+        "protocol": protocol.name,
+        "trial": draw.trial,
+        "completion_time": outcome.completion_time,
+        "decoded": outcome.decoded,
+        "rel_error": error,
+        "upload_floats": outcome.upload_floats,
+        "download_floats": outcome.download_floats,
+        "messages": outcome.messages,
+        "control_messages": outcome.control_messages,
+        "chunks_computed": outcome.chunks_computed,
+        "chunks_used": used,
+        "decode_cond": condition,
+        "residual": left,
+    }
+
+
 def simulate(
     trial: Trial,
     orders: list[list[int]],
     draw: TrialDraw,
-    network: cfg.Network,
+    network: Network,
     trace: Tracer | None = None,
     detect_timeout: float = 0.0,
 ) -> Outcome:
@@ -107,7 +157,7 @@ class TrialRun:
         trial: Trial,
         orders: list[list[int]],
         draw: TrialDraw,
-        network: cfg.Network,
+        network: Network,
         trace: Tracer | None,
         detect_timeout: float,
     ) -> None:
