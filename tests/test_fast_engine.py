@@ -19,32 +19,34 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.coding.registry import PROTOCOLS
+from simulator.coding.base import Tags
+from simulator.coding.frc import FRC
+from simulator.coding.registry import PROTOCOLS, build
 from simulator.config import ConfigError, from_dict
-from simulator.engine import fast
-from simulator.engine.fast import fast_problems, run_trials_fast
-from simulator.runner import SUMMARY_COLUMNS, run_trials
-
-EXACT = [
-    "scheme", "protocol", "trial", "decoded", "upload_floats", "download_floats", "messages",
-    "control_messages", "chunks_computed", "chunks_used",
-]  # fmt: skip
+from simulator.engine import choice, fast
+from simulator.engine.choice import fast_problems
+from simulator.runner import run_trials
+from simulator.schema import SUMMARY, SUMMARY_COLUMNS, TOLERANCES
 
 
 def assert_same_rows(des: pd.DataFrame, quick: pd.DataFrame) -> None:
+    """Every column of ``schema.SUMMARY``, compared as its ``agree`` says: a column added
+    there is compared here without a change to this test."""
     assert list(quick.columns) == list(des.columns) == list(SUMMARY_COLUMNS)
     assert quick.dtypes.equals(des.dtypes)
     assert len(quick) == len(des)
-    pd.testing.assert_frame_equal(quick[EXACT], des[EXACT])
-    for column, rtol, atol in (
-        ("completion_time", 1e-12, 0.0),
-        ("residual", 1e-12, 1e-25),
-        ("rel_error", 1e-9, 1e-25),
-        ("decode_cond", 1e-9, 1e-25),
-    ):
-        np.testing.assert_allclose(
-            quick[column].to_numpy(), des[column].to_numpy(), rtol=rtol, atol=atol, err_msg=column
-        )
+    for column in SUMMARY:
+        if column.agree == "exact":
+            pd.testing.assert_series_equal(quick[column.name], des[column.name])
+        else:
+            rtol, atol = TOLERANCES[column.agree]
+            np.testing.assert_allclose(quick[column.name].to_numpy(), des[column.name].to_numpy(),
+                                       rtol=rtol, atol=atol, err_msg=column.name)  # fmt: skip
+
+
+def run_trials_fast(exp, first, count, progress=None):
+    """The fast engine's rows of every scheme of ``exp``."""
+    return fast.run_trials_fast(exp, first, count, build(exp), progress)
 
 
 def experiment(schemes, workers=12, compute=None, prob=0.08, network=None, **extra):
@@ -94,7 +96,7 @@ EXAMPLES = [
 def test_every_protocol_example_agrees(name, example, network):
     exp = experiment([{"protocol": name, **example}], network=NETWORKS[network], trials=80)
     problems = fast_problems(exp)
-    if name not in fast.SUPPORTED:  # a new protocol: fast must say so, not guess
+    if not PROTOCOLS[name].tags.fast:  # fast must say so, not guess
         assert "schemes.0.protocol" in dict(problems), problems
         return
     des = check(exp)
@@ -253,7 +255,7 @@ def test_problems_name_the_keys():
     assert "crashes need the event engine" in keys["cluster.failures.crash_rate"]
     assert "shared" in keys["cluster.network.ps_ingress"]
     with pytest.raises(ConfigError) as error:
-        run_trials_fast(exp, 0, 1)
+        from_dict({**exp.resolved(), "engine": "fast"})
     assert "cluster.failures.crash_rate" in str(error.value)
 
 
@@ -283,7 +285,7 @@ def test_problems_for_atoms_unless_every_scheme_ignores_ties(tmp_path):
 
 
 def test_problems_name_a_protocol_fast_does_not_know(monkeypatch):
-    monkeypatch.setattr(fast, "SUPPORTED", tuple(p for p in fast.SUPPORTED if p != "frc"))
+    monkeypatch.setattr(FRC, "tags", Tags(fast=False))
     exp = experiment([{"protocol": "uncoded"}, {"protocol": "frc", "load": 3}])
     assert [key for key, _ in fast_problems(exp)] == ["schemes.1.protocol"]
 
@@ -292,8 +294,13 @@ def test_tied_trials_are_replayed_by_the_event_engine(monkeypatch):
     """Ties fast does not order itself are replayed by the event engine: chunk times that
     underflow to 0 (a tiny gamma shape) and, past the refusal, deterministic times."""
     replayed = []
-    replay = fast._replay
-    monkeypatch.setattr(fast, "_replay", lambda *a: (replayed.append(a[1].name), replay(*a)))
+    replay = fast.simulate_row
+
+    def counted(*args):
+        replayed.append(args[1].name)
+        return replay(*args)
+
+    monkeypatch.setattr(fast, "simulate_row", counted)
     tiny = {"dist": "gamma", "shape": 0.01, "scale": 1.0, "per": "chunk"}
     schemes = grid_schemes(deadlines=(0.5,))
     exp = experiment(schemes, compute=tiny, network=NETWORKS["latency"], trials=30)
@@ -310,11 +317,11 @@ def test_tied_trials_are_replayed_by_the_event_engine(monkeypatch):
             trials=30,
         )
         des, _ = run_trials(exp, 0, exp.trials)
-        assert_same_rows(des, fast._run(exp, 0, exp.trials))
+        assert_same_rows(des, run_trials_fast(exp, 0, exp.trials))
 
 
 def test_continuous_draws_need_no_replay(monkeypatch):
-    monkeypatch.setattr(fast, "_replay", lambda *a: pytest.fail("replayed a continuous trial"))
+    monkeypatch.setattr(fast, "simulate_row", lambda *a: pytest.fail("replayed a continuous trial"))
     exp = experiment(grid_schemes(deadlines=(2.0,)), network=NETWORKS["free"], trials=50)
     check(exp)
 
@@ -322,8 +329,8 @@ def test_continuous_draws_need_no_replay(monkeypatch):
 def test_problems_name_settings_fast_does_not_know(monkeypatch):
     """A setting added to the config later (here: pretend latency is new) is reported once it
     leaves its default, rather than ignored."""
-    known = {**fast._KNOWN, "Network": fast._KNOWN["Network"] - {"latency"}}
-    monkeypatch.setattr(fast, "_KNOWN", known)
+    known = {**choice.KNOWN, "Network": choice.KNOWN["Network"] - {"latency"}}
+    monkeypatch.setattr(choice, "KNOWN", known)
     exp = experiment([{"protocol": "uncoded"}], network={"latency": 0.1})
     assert [key for key, _ in fast_problems(exp)] == ["cluster.network.latency"]
     assert fast_problems(experiment([{"protocol": "uncoded"}])) == []
