@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .. import config as cfg
 from .base import Protocol
+from .bernoulli_gc import BernoulliGC
 from .fastest_k import FastestK
 from .frc import FRC
 from .multi_message import MultiMessage
@@ -13,7 +14,8 @@ from .partial_gc import PartialGC
 from .uncoded import Uncoded
 
 PROTOCOLS: dict[str, type[Protocol]] = {
-    cls.name: cls for cls in (Uncoded, FastestK, OriginalGC, PartialGC, FRC, MultiMessage)
+    cls.name: cls
+    for cls in (Uncoded, FastestK, OriginalGC, PartialGC, FRC, MultiMessage, BernoulliGC)
 }
 
 
