@@ -42,6 +42,9 @@ class BernoulliGCConfig(LoadedScheme):
     with the one-step or the optimal (least-squares) decoder (approximate)."""
 
     protocol: Literal["bernoulli_gc"]
+    load: Annotated[int, Field(ge=1)]
+    """Expected chunks per worker (and workers per chunk): each chunk is on each worker with
+    probability load / m."""
     k: Annotated[int, Field(ge=1)] | None = None
     """Uploads to wait for; or give ``fraction`` instead."""
     fraction: Annotated[float, Field(gt=0, le=1)] | None = None
