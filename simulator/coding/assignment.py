@@ -484,7 +484,7 @@ class AssignmentKind:
     random: bool = False
     #: Needs load to divide workers (frc's groups of identical workers, with N = m).
     load_divides_workers: bool = False
-    #: Works with chunks N != workers m (the others give each worker ``load`` of m chunks).
+    #: Works with chunks N != workers m (the others give each worker ``load`` of N = m chunks).
     any_chunks: bool = False
     #: A config's ``assignment:`` key may name it (frc is only the frc protocol's own layout).
     in_config: bool = True
@@ -521,8 +521,9 @@ ASSIGNMENT_KINDS: dict[str, AssignmentKind] = {
         AssignmentKind(
             "frc",
             _build_frc,
-            "fractional repetition: groups of load identical workers (the frc protocol's own)",
+            "fractional repetition: groups of identical workers (the frc protocol's own)",
             load_divides_workers=True,
+            any_chunks=True,
             in_config=False,
         ),
     )
@@ -533,9 +534,9 @@ ASSIGNMENT_KINDS: dict[str, AssignmentKind] = {
 CONFIG_ASSIGNMENTS: tuple[str, ...] = tuple(
     k.name for k in ASSIGNMENT_KINDS.values() if k.in_config
 )
-#: The names built from (workers, load, seed) alone, with N = m: what ``gcsim ordering`` offers.
+#: The names built from (workers, load, seed) alone: what ``gcsim ordering`` offers.
 GENERATED_ASSIGNMENTS: tuple[str, ...] = tuple(
-    k.name for k in ASSIGNMENT_KINDS.values() if k.file != "required" and not k.any_chunks
+    k.name for k in ASSIGNMENT_KINDS.values() if k.file != "required"
 )
 
 
@@ -561,7 +562,10 @@ def build_assignment(
         raise ValueError(f"unknown assignment {name!r}; choose one of {tuple(ASSIGNMENT_KINDS)}")
     if file and kind.file == "never":
         raise ValueError(f"the {name} assignment reads no file, got {str(file)!r}")
-    request = _Request(
-        name, workers, load, workers if chunks is None else chunks, seed, file, base_dir
-    )
-    return kind.build(request)
+    n_chunks = workers if chunks is None else chunks
+    if n_chunks != workers and not kind.any_chunks:
+        raise ValueError(
+            f"the {name} assignment gives each worker `load` of m chunks: it needs chunks == "
+            f"workers ({workers}), got {n_chunks}"
+        )
+    return kind.build(_Request(name, workers, load, n_chunks, seed, file, base_dir))
