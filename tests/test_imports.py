@@ -15,7 +15,8 @@ package's ``__init__`` when one of its submodules is imported (every module woul
 a cycle with a package ``__init__`` that re-exports anything).
 
 From the command line, ``python tests/test_imports.py`` prints every cycle (each strongly connected
-component, its modules and the import lines between them) and exits 1 if there is one.
+component, its modules and the import lines between them) and what the fast engine knows of
+protocols, and exits 1 if there is any of either.
 """
 
 from __future__ import annotations
@@ -200,26 +201,37 @@ def _protocol_classes() -> dict[str, str]:
     return {cls.name: cls.__module__ for cls in PROTOCOLS.values()}
 
 
-def test_fast_engine_imports_no_protocol_module() -> None:
+def fast_engine_protocol_imports() -> list[str]:
+    """Each import of a protocol module (one defining a registered protocol) by the fast engine."""
     protocol_modules = set(_protocol_classes().values())
     imported = import_graph()[FAST_ENGINE]
-    bad = sorted(
+    return sorted(
         f"{FAST_ENGINE}:{line} imports {module}"
         for module, line in imported.items()
         if module in protocol_modules
     )
+
+
+def fast_engine_protocol_names() -> list[str]:
+    """Each string literal in the fast engine equal to a registered protocol's ``name``."""
+    names = set(_protocol_classes())
+    path = module_files(PACKAGE_DIR)[FAST_ENGINE]
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names
+    ]
+    return [f"{FAST_ENGINE}:{line} names protocol {name!r}" for line, name in sorted(found)]
+
+
+def test_fast_engine_imports_no_protocol_module() -> None:
+    bad = fast_engine_protocol_imports()
     assert not bad, "\n".join(bad)
 
 
 def test_fast_engine_names_no_protocol() -> None:
-    names = set(_protocol_classes())
-    path = module_files(PACKAGE_DIR)[FAST_ENGINE]
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    bad = sorted(
-        f"{FAST_ENGINE}:{node.lineno} names protocol {node.value!r}"
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names
-    )
+    bad = fast_engine_protocol_names()
     assert not bad, "\n".join(bad)
 
 
@@ -276,13 +288,17 @@ def test_checker_names_a_package_when_the_name_is_no_submodule(tmp_path: Path) -
 
 
 def main() -> int:
+    """Print every cycle and every protocol the fast engine knows; exit 1 if there is any."""
     graph = import_graph()
     found = cycles(graph)
     if found:
         print(describe(graph, found))
     else:
         print(f"no import cycles among the {len(graph)} modules of simulator")
-    return 1 if found else 0
+    sys.path.insert(0, str(PACKAGE_DIR.parent))  # the registry of this checkout, not another
+    fast = fast_engine_protocol_imports() + fast_engine_protocol_names()
+    print("\n".join(fast) if fast else f"{FAST_ENGINE} imports and names no protocol")
+    return 1 if found or fast else 0
 
 
 if __name__ == "__main__":
