@@ -95,16 +95,7 @@ def layout_problems(
                 f"({len(short)} chunks short) but {spec.protocol} needs {need} (ell)",
             )
         )
-    if spec.protocol == "original_gc":
-        uneven = [j for j, mine in enumerate(held) if len(mine) != spec.load]
-        if uneven:
-            problems.append(
-                (
-                    f"{key}.assignment",
-                    f"original_gc needs every worker to hold load = "
-                    f"{spec.load} chunks; worker {uneven[0]} holds {len(held[uneven[0]])}",
-                )
-            )
+    problems += spec.assignment_problems(held, key)
     ordering = getattr(spec, "ordering", "natural")
     if isinstance(ordering, list):
         if len(ordering) != len(held):

@@ -94,6 +94,11 @@ class AssignedScheme(LoadedScheme):
         """Holders every chunk needs for the scheme to decode (``ell`` where it has one)."""
         return 1
 
+    def assignment_problems(self, held: list[list[int]], key: str) -> Problems:
+        """What this protocol cannot run on the built assignment ``held`` (the generic
+        checks, files, replication and orderings, are ``layout.layout_problems``)."""
+        return []
+
     def problems(self, key: str, workers: int, chunks: int) -> Problems:
         problems = super().problems(key, workers, chunks)
         if self.assignment == "explicit" and not self.assignment_file:
