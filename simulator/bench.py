@@ -299,7 +299,7 @@ def _measure(
             "seconds_per_event": seconds / sum(bare_counts.values()),
         }
 
-    fast_seconds = _best(lambda: run_trials_fast(exp, 0, fast_trials), repeats, budget)
+    fast_seconds = _best(lambda: run_trials_fast(exp, 0, fast_trials, build(exp)), repeats, budget)
     protocols = build(exp)
     cluster = Cluster(exp, steps=max(p.steps for p in protocols))
     draw_seconds = _best(lambda: cluster.draw(0, fast_trials), repeats, budget)
@@ -349,7 +349,7 @@ def _per_scheme(
         alone = exp.model_copy(deep=True)
         alone.schemes[:] = [spec.model_copy(update={"label": label})]
         des = _best(lambda e=alone: run_trials(e, 0, des_trials), repeats, budget)
-        fast = _best(lambda e=alone: run_trials_fast(e, 0, fast_trials), repeats, budget)
+        fast = _best(lambda e=alone: run_trials_fast(e, 0, fast_trials, build(e)), repeats, budget)
         out[label] = {
             "des_trials_per_second": des_trials / des,
             "fast_trials_per_second": fast_trials / fast,
@@ -373,7 +373,7 @@ def summary_memory(
     out: dict[str, float] = {}
     for name, engine, sizes in (
         ("des", lambda n: run_trials(exp, 0, n), des_trials),
-        ("fast", lambda n: run_trials_fast(exp, 0, n), fast_trials),
+        ("fast", lambda n: run_trials_fast(exp, 0, n, build(exp)), fast_trials),
     ):
         peaks = []
         for trials in sizes:

@@ -20,6 +20,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import config as cfg
+from .coding.assignment import GENERATED_ASSIGNMENTS
+from .coding.ordering import ORDERINGS
 from .paths import environment_problem, make_dirs, remove_if_empty
 from .replace import target_lock
 from .runner import RunResult, run
@@ -488,13 +490,13 @@ def trace_command(run_dir: str, trial: int, scheme: str | None, out: str | None)
 @click.option("--load", type=click.IntRange(min=1), required=True, help="Chunks per worker.")
 @click.option(
     "--assignment",
-    type=click.Choice(["cyclic", "frc", "random_regular", "graph"]),
+    type=click.Choice(GENERATED_ASSIGNMENTS),
     default="cyclic",
     show_default=True,
 )
 @click.option(
     "--ordering",
-    type=click.Choice(["natural", "random", "optimal"]),
+    type=click.Choice(ORDERINGS),
     default="natural",
     show_default=True,
 )

@@ -103,6 +103,7 @@ def _write_locked(result: RunResult, out: Path, argv: list[str] | None) -> None:
             "seed": exp.seed,
             "trials": exp.trials,
             "engine": result.engine,
+            "engines": result.engines,  # by scheme label: the engine of its untraced trials
             "executor": result.executor,
             "schemes": exp.labels(),
             "command": argv if argv is not None else sys.argv,

@@ -29,6 +29,7 @@ from .coding.base import Protocol
 from .coding.registry import build
 from .engine.choice import engine_description, scheme_engines
 from .engine.des import EventRecorder, simulate_row
+from .engine.fast import run_trials_fast
 from .parquet import ParquetStream, schema_of
 from .schema import EVENT_COLUMNS, SUMMARY_COLUMNS
 from .streams import TRIAL_BLOCK
@@ -292,8 +293,6 @@ def run_range(
         if not fast:
             summary, events = run_trials(exp, first, count, progress, on_events, protocols)
             return _finite(summary), events
-        from .engine.fast import run_trials_fast
-
         traced_end = min(first + count, max(first, exp.output.events_trials))
         summary, events = _frame([], SUMMARY_COLUMNS), _frame([], EVENT_COLUMNS)
         if traced_end > first:  # traced trials: every scheme on the event engine

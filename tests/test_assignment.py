@@ -242,3 +242,79 @@ def test_incidence_round_trip() -> None:
     a = asg.random_regular(12, 4, seed=9)
     matrix = asg.incidence(a, 12)
     assert [np.flatnonzero(row).tolist() for row in matrix] == a
+
+
+# --------------------------------------------------------------------------- names
+
+
+def test_names_a_config_and_the_ordering_command_may_use() -> None:
+    assert asg.CONFIG_ASSIGNMENTS == ("cyclic", "random_regular", "graph", "explicit")
+    assert asg.GENERATED_ASSIGNMENTS == ("cyclic", "random_regular", "graph", "frc")
+    assert set(asg.ASSIGNMENT_KINDS) == {*asg.CONFIG_ASSIGNMENTS, *asg.GENERATED_ASSIGNMENTS}
+    with pytest.raises(ValueError, match="unknown assignment 'ring'; choose one of"):
+        asg.build_assignment("ring", 6, 3)
+
+
+def _lists_file(tmp_path, rows: asg.Assignment) -> str:
+    (tmp_path / "held.txt").write_text("".join(" ".join(map(str, r)) + "\n" for r in rows))
+    return "held.txt"
+
+
+@pytest.mark.parametrize("name", list(asg.ASSIGNMENT_KINDS))
+def test_each_name_needs_what_it_declares(name: str, tmp_path) -> None:
+    """A name's declared needs (file, seed, load | workers, chunks != workers) are what its
+    builder actually requires, so callers can check them from the registry alone."""
+    kind = asg.ASSIGNMENT_KINDS[name]
+    file = _lists_file(tmp_path, asg.cyclic(6, 3)) if kind.file == "required" else None
+    where = {"file": file, "base_dir": tmp_path}
+    seed = 5 if kind.needs_seed(has_file=file is not None) else None
+    held = asg.build_assignment(name, 6, 3, seed, **where)
+    assert len(held) == 6 and all(len(h) == 3 for h in held)
+    assert asg.build_assignment(name, 6, 3, seed, **where) == held
+    if seed is not None:
+        with pytest.raises(ValueError, match="needs a seed"):
+            asg.build_assignment(name, 6, 3, **where)
+    if kind.file == "required":
+        with pytest.raises(ValueError, match="needs a file"):
+            asg.build_assignment(name, 6, 3)
+    else:
+        (tmp_path / "g.txt").write_text("0 1\n1 2\n2 3\n3 4\n4 5\n5 0\n")  # a 6-cycle
+        if kind.file == "never":
+            with pytest.raises(ValueError, match="reads no file"):
+                asg.build_assignment(name, 6, 3, seed, file="g.txt", base_dir=tmp_path)
+        else:  # the edge list replaces the random graph: no seed
+            assert not kind.needs_seed(has_file=True)
+            ring = asg.build_assignment(name, 6, 3, file="g.txt", base_dir=tmp_path)
+            assert ring == [[j, *sorted({(j - 1) % 6, (j + 1) % 6})] for j in range(6)]
+        if kind.load_divides_workers:
+            with pytest.raises(ValueError, match="divide"):
+                asg.build_assignment(name, 8, 3, seed)
+        else:
+            assert len(asg.build_assignment(name, 8, 3, seed)) == 8
+    chunks = 4 if name == "frc" else 8  # frc needs load | chunks
+    if kind.any_chunks:
+        rows = [[j % chunks, (j + 2) % chunks, (j + 1) % chunks] for j in range(6)]
+        if kind.file == "required":
+            _lists_file(tmp_path, rows)
+        wide = asg.build_assignment(name, 6, 2 if name == "frc" else 3, seed, chunks=chunks,
+                                     **where)  # fmt: skip
+        assert {c for h in wide for c in h} == set(range(chunks))
+    else:
+        with pytest.raises(ValueError, match="needs chunks == workers"):
+            asg.build_assignment(name, 6, 3, seed, chunks=chunks, **where)
+
+
+def test_frc_groups_are_consecutive_workers_on_consecutive_blocks() -> None:
+    """The grouping the frc protocol uses (N = m): worker j in group j // load, holding that
+    group's block of load consecutive chunks in ascending order."""
+    for workers in range(1, 25):
+        for load in range(1, workers + 1):
+            if workers % load:
+                with pytest.raises(ValueError, match="divide"):
+                    asg.frc(workers, load)
+                continue
+            held = asg.frc(workers, load)
+            assert asg.build_assignment("frc", workers, load) == held
+            for j, mine in enumerate(held):
+                group = j // load
+                assert mine == list(range(group * load, (group + 1) * load))

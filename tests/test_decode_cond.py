@@ -173,6 +173,6 @@ def test_engines_report_the_same_bits():
         }
     )
     des, _ = run_trials(exp, 0, exp.trials)
-    fast = run_trials_fast(exp, 0, exp.trials)
+    fast = run_trials_fast(exp, 0, exp.trials, build(exp))
     assert des.decode_cond.notna().sum() > 900
     np.testing.assert_array_equal(fast.decode_cond.to_numpy(), des.decode_cond.to_numpy())

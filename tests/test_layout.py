@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from simulator.coding import assignment as asg
+from simulator.coding import layout
 from simulator.coding.ordering import q_max
 from simulator.coding.registry import build
 from simulator.config import ConfigError, from_dict
@@ -76,6 +78,36 @@ def test_explicit_assignment_and_edge_list_are_used(tmp_path):
     explicit, ring = build(exp)
     assert explicit.orders == [[0, 1], [1, 2], [2, 3], [3, 0]]
     assert ring.orders == [[0, 1, 3], [1, 0, 2], [2, 1, 3], [3, 0, 2]]
+
+
+def test_config_accepts_exactly_the_config_assignment_names(tmp_path):
+    """The config's ``assignment:`` key and the registry agree: every CONFIG_ASSIGNMENTS name
+    runs through the layout code, and a registered name the config may not use (frc, the frc
+    protocol's own layout) is refused at the key."""
+    (tmp_path / "held.txt").write_text("".join(f"{j} {(j + 1) % 6}\n" for j in range(6)))
+    for name in asg.CONFIG_ASSIGNMENTS:
+        scheme = {"protocol": "multi_message", "load": 2, "assignment": name}
+        if asg.ASSIGNMENT_KINDS[name].file == "required":
+            scheme["assignment_file"] = "held.txt"
+        (planned,) = build(experiment([scheme], workers=6, tmp=tmp_path))
+        assert sorted(len(w) for w in planned.orders) == [2] * 6, name
+    hidden = [n for n in asg.ASSIGNMENT_KINDS if n not in asg.CONFIG_ASSIGNMENTS]
+    assert hidden == ["frc"]
+    lines = problems([{"protocol": "multi_message", "load": 2, "assignment": "frc"}], workers=6)
+    assert len(lines) == 1 and lines[0].startswith("schemes.0.assignment:"), lines
+
+
+def test_random_assignments_are_keyed_by_kind_and_load():
+    """The layout draws a random assignment from the seed keyed by its kind and load, the same
+    one for every scheme (and label) asking for it."""
+    for name in ("random_regular", "graph"):
+        schemes = [
+            {"protocol": p, "load": 3, "assignment": name, "label": f"{p} {name}"}
+            for p in ("partial_gc", "multi_message")
+        ]
+        first, second = build(experiment(schemes))
+        seed = layout.layout_seed(3, f"{name}:load=3", "assignment")
+        assert first.orders == second.orders == asg.build_assignment(name, 12, 3, seed)
 
 
 def test_orderings_are_permutations_and_seeded_per_label():

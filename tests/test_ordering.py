@@ -358,8 +358,10 @@ def test_ordering_report_random_is_worse() -> None:
 
 
 def test_ordering_report_errors() -> None:
-    with pytest.raises(ValueError, match="unknown assignment"):
+    with pytest.raises(ValueError, match="'bernoulli' is unknown"):
         od.ordering_report(10, 3, assignment="bernoulli")
+    with pytest.raises(ValueError, match="'explicit' reads a file"):
+        od.ordering_report(10, 3, assignment="explicit")
     with pytest.raises(ValueError, match="unknown ordering"):
         od.ordering_report(10, 3, ordering="best")
     with pytest.raises(ValueError, match="load = degree \\+ 1"):

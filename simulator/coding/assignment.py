@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from scipy.sparse import csr_array
@@ -401,3 +403,169 @@ def _parse_lists(lines: list[tuple[int, list[str]]], path: str | Path) -> Assign
             return f"line {number} repeats a chunk id"
         rows.append(row)
     return rows
+
+
+# --------------------------------------------------------------------------- names
+
+
+FileUse = Literal["never", "optional", "required"]
+
+
+def _build_cyclic(request: _Request) -> Assignment:
+    return cyclic(request.workers, request.load)
+
+
+def _build_random_regular(request: _Request) -> Assignment:
+    return random_regular(request.workers, request.load, request.need_seed())
+
+
+def _build_graph(request: _Request) -> Assignment:
+    if request.file:
+        edges = read_edge_list(request.path())
+        return graph(request.workers, request.load - 1, edges=edges)
+    return graph(request.workers, request.load - 1, seed=request.need_seed())
+
+
+def _build_explicit(request: _Request) -> Assignment:
+    if not request.file:
+        raise ValueError("assignment: explicit needs a file (assignment_file)")
+    held = explicit_from_file(request.path())
+    if len(held) != request.workers:
+        raise ValueError(
+            f"{request.file} has {len(held)} rows, expected one per worker ({request.workers})"
+        )
+    validate(held, request.chunks)
+    return held
+
+
+def _build_frc(request: _Request) -> Assignment:
+    return frc(request.workers, request.load, request.chunks)
+
+
+@dataclass(frozen=True)
+class _Request:
+    """The arguments of one ``build_assignment`` call, as every builder sees them."""
+
+    name: str
+    workers: int
+    load: int
+    chunks: int
+    seed: int | None
+    file: str | Path | None
+    base_dir: Path | None
+
+    def need_seed(self) -> int:
+        """The seed of a random construction; refusing None rather than drawing unseeded."""
+        if self.seed is None:
+            raise ValueError(f"the {self.name} assignment is random: it needs a seed")
+        return self.seed
+
+    def path(self) -> Path:
+        """The file to read (only called when there is one)."""
+        assert self.file is not None
+        return Path(self.file) if self.base_dir is None else self.base_dir / self.file
+
+
+@dataclass(frozen=True)
+class AssignmentKind:
+    """What an assignment name means: how it is built and what it needs.
+
+    One entry per name so that the config, the layout code, ``gcsim ordering`` and their error
+    messages agree on which names exist and what each requires (they used to keep four lists).
+    """
+
+    name: str
+    build: Callable[[_Request], Assignment]
+    about: str
+    #: Whether it reads ``assignment_file``: never, optionally (graph: an edge list instead of a
+    #: random graph), or always (explicit).
+    file: FileUse = "never"
+    #: Draws random numbers from a seed (when it reads no file).
+    random: bool = False
+    #: Needs load to divide workers (frc's groups of identical workers, with N = m).
+    load_divides_workers: bool = False
+    #: Works with chunks N != workers m (the others give each worker ``load`` of N = m chunks).
+    any_chunks: bool = False
+    #: A config's ``assignment:`` key may name it (frc is only the frc protocol's own layout).
+    in_config: bool = True
+
+    def needs_seed(self, has_file: bool) -> bool:
+        """Whether building it draws random numbers, so the caller must derive a seed."""
+        return self.random and not (has_file and self.file != "never")
+
+
+ASSIGNMENT_KINDS: dict[str, AssignmentKind] = {
+    kind.name: kind
+    for kind in (
+        AssignmentKind("cyclic", _build_cyclic, "worker j holds j..j+load-1 (mod m)"),
+        AssignmentKind(
+            "random_regular",
+            _build_random_regular,
+            "seeded; every worker holds load chunks, every chunk sits on load workers",
+            random=True,
+        ),
+        AssignmentKind(
+            "graph",
+            _build_graph,
+            "closed neighbourhoods of a (load-1)-regular graph: random, or the file's edge list",
+            file="optional",
+            random=True,
+        ),
+        AssignmentKind(
+            "explicit",
+            _build_explicit,
+            "a 0/1 matrix or per-worker chunk lists from the file",
+            file="required",
+            any_chunks=True,
+        ),
+        AssignmentKind(
+            "frc",
+            _build_frc,
+            "fractional repetition: groups of identical workers (the frc protocol's own)",
+            load_divides_workers=True,
+            any_chunks=True,
+            in_config=False,
+        ),
+    )
+}
+"""Every assignment name, in the order help texts and error messages list them."""
+
+#: The names a config's ``assignment:`` key accepts.
+CONFIG_ASSIGNMENTS: tuple[str, ...] = tuple(
+    k.name for k in ASSIGNMENT_KINDS.values() if k.in_config
+)
+#: The names built from (workers, load, seed) alone: what ``gcsim ordering`` offers.
+GENERATED_ASSIGNMENTS: tuple[str, ...] = tuple(
+    k.name for k in ASSIGNMENT_KINDS.values() if k.file != "required"
+)
+
+
+def build_assignment(
+    name: str,
+    workers: int,
+    load: int,
+    seed: int | None = None,
+    *,
+    chunks: int | None = None,
+    file: str | Path | None = None,
+    base_dir: Path | None = None,
+) -> Assignment:
+    """The named assignment in its natural order; ValueError (or OSError reading the file) when
+    it cannot be built, saying why.
+
+    ``chunks`` defaults to ``workers``. ``seed`` is the final seed of a random construction (the
+    caller decides how it is keyed). ``file`` is read relative to ``base_dir``; messages name it
+    as given.
+    """
+    kind = ASSIGNMENT_KINDS.get(name)
+    if kind is None:
+        raise ValueError(f"unknown assignment {name!r}; choose one of {tuple(ASSIGNMENT_KINDS)}")
+    if file and kind.file == "never":
+        raise ValueError(f"the {name} assignment reads no file, got {str(file)!r}")
+    n_chunks = workers if chunks is None else chunks
+    if n_chunks != workers and not kind.any_chunks:
+        raise ValueError(
+            f"the {name} assignment gives each worker `load` of m chunks: it needs chunks == "
+            f"workers ({workers}), got {n_chunks}"
+        )
+    return kind.build(_Request(name, workers, load, n_chunks, seed, file, base_dir))

@@ -11,6 +11,7 @@ import numpy as np
 from pydantic import Field
 
 from ..engine.fast import INF, Block, Evaluator, Rows
+from .assignment import frc
 from .base import Decoded, Message, Reaction, Tags, Trial, decoded_if
 from .scheme_config import LoadedScheme, Problems
 from .uncoded import SplitTrial, Uncoded
@@ -29,13 +30,6 @@ class FRCConfig(LoadedScheme):
                 0, (f"{key}.load", f"frc needs load to divide workers ({workers}), got {self.load}")
             )
         return problems
-
-
-def frc_groups(workers: int, load: int) -> list[list[int]]:
-    """Worker j is in group j // load and holds that group's chunks, in natural order."""
-    if workers % load:
-        raise ValueError(f"frc needs load to divide workers, got load={load}, workers={workers}")
-    return [[(j // load) * load + k for k in range(load)] for j in range(workers)]
 
 
 class FRCTrial(SplitTrial):
@@ -66,7 +60,7 @@ class FRC(Uncoded):
 
     def __init__(self, spec, exp, label):
         super().__init__(spec, exp, label)
-        self.orders = frc_groups(self.workers, spec.load)
+        self.orders = frc(self.workers, spec.load)
         self.groups = self.workers // spec.load
 
     def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:

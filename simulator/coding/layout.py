@@ -9,11 +9,14 @@ same one); random and optimized orders from streams keyed by the scheme's label.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .. import config as cfg
 from ..streams import generator
 from . import assignment as asg
 from . import ordering as ordr
+
+if TYPE_CHECKING:  # annotations only: config imports this module to check layouts
+    from ..config import Experiment
 
 
 def layout_seed(seed: int, name: str, what: str) -> int:
@@ -28,26 +31,21 @@ def _assignment_seed(seed: int, spec) -> int:
 
 
 def build_assignment(spec, workers: int, chunks: int, seed: int, label: str, source_dir: Path):
-    """The scheme's assignment in its natural order (ValueError on a file or shape problem)."""
-    kind = getattr(spec, "assignment", "cyclic")
-    if kind == "cyclic":
-        return asg.cyclic(workers, spec.load)
-    if kind == "random_regular":
-        return asg.random_regular(workers, spec.load, _assignment_seed(seed, spec))
-    if kind == "graph":
-        if spec.assignment_file:
-            edges = asg.read_edge_list(source_dir / spec.assignment_file)
-            return asg.graph(workers, spec.load - 1, edges=edges)
-        return asg.graph(workers, spec.load - 1, seed=_assignment_seed(seed, spec))
-    if kind == "explicit":
-        held = asg.explicit_from_file(source_dir / spec.assignment_file)
-        if len(held) != workers:
-            raise ValueError(
-                f"{spec.assignment_file} has {len(held)} rows, expected one per worker ({workers})"
-            )
-        asg.validate(held, chunks)
-        return held
-    raise ValueError(f"unknown assignment {kind!r}")
+    """The scheme's assignment in its natural order (ValueError on a file or shape problem):
+    ``assignment.build_assignment`` with the config's file and the seed keyed by kind and load."""
+    name = getattr(spec, "assignment", "cyclic")
+    file = getattr(spec, "assignment_file", None)
+    kind = asg.ASSIGNMENT_KINDS.get(name)
+    random = kind is not None and kind.needs_seed(has_file=bool(file))
+    return asg.build_assignment(
+        name,
+        workers,
+        spec.load,
+        _assignment_seed(seed, spec) if random else None,
+        chunks=chunks,
+        file=file,
+        base_dir=source_dir,
+    )
 
 
 def build_order(spec, held: list[list[int]], chunks: int, seed: int, label: str):
@@ -71,7 +69,7 @@ def build_order(spec, held: list[list[int]], chunks: int, seed: int, label: str)
     raise ValueError(f"unknown ordering {ordering!r}")
 
 
-def scheme_orders(spec, exp: cfg.Experiment, label: str) -> list[list[int]]:
+def scheme_orders(spec, exp: Experiment, label: str) -> list[list[int]]:
     held = build_assignment(spec, exp.cluster.workers, exp.chunks, exp.seed, label, exp.source_dir)
     return build_order(spec, held, exp.chunks, exp.seed, label)
 
@@ -97,16 +95,7 @@ def layout_problems(
                 f"({len(short)} chunks short) but {spec.protocol} needs {need} (ell)",
             )
         )
-    if spec.protocol == "original_gc":
-        uneven = [j for j, mine in enumerate(held) if len(mine) != spec.load]
-        if uneven:
-            problems.append(
-                (
-                    f"{key}.assignment",
-                    f"original_gc needs every worker to hold load = "
-                    f"{spec.load} chunks; worker {uneven[0]} holds {len(held[uneven[0]])}",
-                )
-            )
+    problems += spec.assignment_problems(held, key)
     ordering = getattr(spec, "ordering", "natural")
     if isinstance(ordering, list):
         if len(ordering) != len(held):

@@ -83,6 +83,18 @@ class OriginalGCConfig(CodedScheme):
             object.__setattr__(self, "construction", construction)
         return self
 
+    def assignment_problems(self, held: list[list[int]], key: str) -> Problems:
+        uneven = [j for j, mine in enumerate(held) if len(mine) != self.load]
+        if uneven:
+            return [
+                (
+                    f"{key}.assignment",
+                    f"original_gc needs every worker to hold load = "
+                    f"{self.load} chunks; worker {uneven[0]} holds {len(held[uneven[0]])}",
+                )
+            ]
+        return []
+
     def problems(self, key: str, workers: int, chunks: int) -> Problems:
         problems = super().problems(key, workers, chunks)
         if self.construction in ("random", "polynomial") and self.assignment != "cyclic":

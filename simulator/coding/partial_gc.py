@@ -164,17 +164,17 @@ class PartialTrial(Trial):
         coefs = None if self.blocks is None else coefficients(p.decoder, self.known)
         if p.conditioning:
             self.cond = p.worst_condition(self.known)
-        per_worker = p.assignments(self.known)
+        plan = p.assignments(self.known)
         self.used = sum(self.counts)
         self.plan_residual = residual(self.counts, self.ell)
         send = []
-        for worker in sorted(per_worker):
-            pairs = per_worker[worker]
+        for worker in sorted(plan):
+            pairs = plan[worker]
             chunks = [chunk for chunk, _ in pairs]
             matrix = None if coefs is None else p.worker_coefficients(coefs, pairs)
             payload = (self.round, chunks, matrix)
             send.append(Message(DOWNLOAD, worker, len(pairs) * self.ell, payload=payload))
-        self.expected = set(per_worker)
+        self.expected = set(plan)
         # Nothing processed at all (approximate mode, early deadline): the estimate is zero.
         return Reaction(send=send, decoded=not self.expected)
 

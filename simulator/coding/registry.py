@@ -1,9 +1,11 @@
-"""Every protocol by its config name. Adding a scheme: one module, one line here, one config
-model in ``config.py``; the conformance tests then cover it."""
+"""Every protocol by its config name. Adding a scheme: its module (config model, plan, event
+reactions, fast evaluator, decoder) and one line here; the config's ``Scheme`` union, the engine
+choice and the conformance tests then cover it."""
 
 from __future__ import annotations
 
-from .. import config as cfg
+from typing import TYPE_CHECKING
+
 from .base import Protocol
 from .bernoulli_gc import BernoulliGC
 from .fastest_k import FastestK
@@ -13,13 +15,16 @@ from .original_gc import OriginalGC
 from .partial_gc import PartialGC
 from .uncoded import Uncoded
 
+if TYPE_CHECKING:
+    from ..config import Experiment
+
 PROTOCOLS: dict[str, type[Protocol]] = {
     cls.name: cls
     for cls in (Uncoded, FastestK, OriginalGC, PartialGC, FRC, MultiMessage, BernoulliGC)
 }
 
 
-def build(exp: cfg.Experiment) -> list[Protocol]:
+def build(exp: Experiment) -> list[Protocol]:
     """Plan every scheme of an experiment (assignments, orders, codes)."""
     return [
         PROTOCOLS[spec.protocol](spec, exp, label)

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from ..models import Label, PositiveFloat, Strict
+from .assignment import CONFIG_ASSIGNMENTS
 
 Problems = list[tuple[str, str]]
 
@@ -78,7 +79,7 @@ class LoadedScheme(SchemeConfig):
 
 
 class AssignedScheme(LoadedScheme):
-    assignment: Literal["cyclic", "random_regular", "graph", "explicit"] = "cyclic"
+    assignment: Literal[CONFIG_ASSIGNMENTS] = "cyclic"  # type: ignore[valid-type]
     """cyclic: worker j holds j..j+load-1; random_regular: seeded, every worker load chunks and
     every chunk on load workers; graph: closed neighbourhoods of a (load-1)-regular graph
     (random, or the edge list in assignment_file); explicit: a 0/1 matrix or per-worker chunk
@@ -92,6 +93,11 @@ class AssignedScheme(LoadedScheme):
     def copies_needed(self) -> int:
         """Holders every chunk needs for the scheme to decode (``ell`` where it has one)."""
         return 1
+
+    def assignment_problems(self, held: list[list[int]], key: str) -> Problems:
+        """What this protocol cannot run on the built assignment ``held`` (the generic
+        checks, files, replication and orderings, are ``layout.layout_problems``)."""
+        return []
 
     def problems(self, key: str, workers: int, chunks: int) -> Problems:
         problems = super().problems(key, workers, chunks)
