@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .base import Protocol
+from .bernoulli_gc import BernoulliGC
 from .fastest_k import FastestK
 from .frc import FRC
 from .multi_message import MultiMessage
@@ -18,7 +19,8 @@ if TYPE_CHECKING:
     from ..config import Experiment
 
 PROTOCOLS: dict[str, type[Protocol]] = {
-    cls.name: cls for cls in (Uncoded, FastestK, OriginalGC, PartialGC, FRC, MultiMessage)
+    cls.name: cls
+    for cls in (Uncoded, FastestK, OriginalGC, PartialGC, FRC, MultiMessage, BernoulliGC)
 }
 
 
