@@ -42,7 +42,7 @@ SUMMARY = (
            "when the PS has its estimate (inf: never decoded)", "time", float("inf")),
     Column("decoded", "bool", "", "whether the PS produced an estimate"),
     Column("rel_error", "float64", "",
-           "||g_hat - g|| / ||g|| of the decoded estimate (NaN: undecoded or gradients off)",
+           "||g_hat - g||^2 / ||g||^2 of the decoded estimate (NaN: undecoded or gradients off)",
            "numeric", float("nan")),
     Column("upload_floats", "int64", "floats", "floats sent worker -> PS, data uploads"),
     Column("download_floats", "int64", "floats", "floats sent PS -> workers"),

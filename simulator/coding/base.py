@@ -159,5 +159,6 @@ class Protocol:
 
     @property
     def steps(self) -> int:
-        """The most chunk computations any worker may do."""
-        return max(len(order) for order in self.orders)
+        """The most chunk computations any worker may do (at least 1: the engines' arrays
+        keep a step axis even when every worker is idle)."""
+        return max(1, max(len(order) for order in self.orders))

@@ -30,14 +30,14 @@ from ..engine.fast import INF, Block, Evaluator, Rows
 from ..streams import generator
 from .base import NOTHING, UPLOAD, Decoded, Message, Protocol, Reaction, Tags, Trial, decoded_if
 from .numerics import cond, sum_weights
-from .scheme_config import LoadedScheme, Problems
+from .scheme_config import FirstUploads, LoadedScheme
 
 #: Decodes (weights, cond, residual) kept per set of senders; beyond this many sets new ones are
 #: solved each time (at m = 12, k = 9 there are 220 sets; at m = 20, k = 16, 4,845).
 _SET_CACHE = 8192
 
 
-class BernoulliGCConfig(LoadedScheme):
+class BernoulliGCConfig(FirstUploads, LoadedScheme):
     """Each chunk on each worker with probability load / m; the PS decodes the first k uploads
     with the one-step or the optimal (least-squares) decoder (approximate)."""
 
@@ -45,25 +45,8 @@ class BernoulliGCConfig(LoadedScheme):
     load: Annotated[int, Field(ge=1)]
     """Expected chunks per worker (and workers per chunk): each chunk is on each worker with
     probability load / m."""
-    k: Annotated[int, Field(ge=1)] | None = None
-    """Uploads to wait for; or give ``fraction`` instead."""
-    fraction: Annotated[float, Field(gt=0, le=1)] | None = None
-    """k as a fraction of the workers (rounded up), so a sweep over workers keeps it valid."""
     decoding: Literal["one_step", "optimal"] = "optimal"
     """one_step: the received sum times m / (k load); optimal: least-squares weights."""
-
-    def wait_for(self, workers: int) -> int:
-        return self.k if self.k is not None else math.ceil(self.fraction * workers - 1e-9)
-
-    def problems(self, key: str, workers: int, chunks: int) -> Problems:
-        problems = super().problems(key, workers, chunks)
-        if (self.k is None) == (self.fraction is None):
-            problems.append(
-                (f"{key}.k", "give exactly one of k (uploads) or fraction (of workers)")
-            )
-        elif self.k is not None and self.k > workers:
-            problems.append((f"{key}.k", f"k must be at most workers ({workers}), got {self.k}"))
-        return problems
 
     def most_steps(self, workers: int, chunks: int) -> int:
         return chunks  # a draw may give one worker every chunk
@@ -130,10 +113,6 @@ class BernoulliGC(Protocol):
         self.orders = [np.flatnonzero(row).tolist() for row in self.assignment]
         self.lengths = self.assignment.sum(axis=1)
         self.sets.clear()
-
-    @property
-    def steps(self) -> int:
-        return max(1, super().steps)  # every worker may hold nothing; the cluster draws >= 1
 
     def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:
         return BernoulliTrial(self, grads)

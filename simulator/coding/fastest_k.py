@@ -3,38 +3,19 @@ N / (chunks they cover); an unbiased-in-spirit approximation whose error is meas
 
 from __future__ import annotations
 
-import math
-from typing import Annotated, Literal
+from typing import Literal
 
 import numpy as np
-from pydantic import Field
 
 from .base import Tags
-from .scheme_config import Problems, SplitScheme
+from .scheme_config import FirstUploads, SplitScheme
 from .uncoded import Uncoded
 
 
-class FastestKConfig(SplitScheme):
+class FastestKConfig(SplitScheme, FirstUploads):
     """Same split as uncoded; the PS rescales the sum of the first k uploads (approximate)."""
 
     protocol: Literal["fastest_k"]
-    k: Annotated[int, Field(ge=1)] | None = None
-    """Uploads to wait for; or give ``fraction`` instead."""
-    fraction: Annotated[float, Field(gt=0, le=1)] | None = None
-    """k as a fraction of the workers (rounded up), so a sweep over workers keeps it valid."""
-
-    def wait_for(self, workers: int) -> int:
-        return self.k if self.k is not None else math.ceil(self.fraction * workers - 1e-9)
-
-    def problems(self, key: str, workers: int, chunks: int) -> Problems:
-        problems = super().problems(key, workers, chunks)
-        if (self.k is None) == (self.fraction is None):
-            problems.append(
-                (f"{key}.k", "give exactly one of k (uploads) or fraction (of workers)")
-            )
-        elif self.k is not None and self.k > workers:
-            problems.append((f"{key}.k", f"k must be at most workers ({workers}), got {self.k}"))
-        return problems
 
 
 class FastestK(Uncoded):

@@ -18,9 +18,18 @@ from .uncoded import Uncoded
 if TYPE_CHECKING:
     from ..config import Experiment
 
+#: One line per protocol, in the order tables and help list them.
 PROTOCOLS: dict[str, type[Protocol]] = {
     cls.name: cls
-    for cls in (Uncoded, FastestK, OriginalGC, PartialGC, FRC, MultiMessage, BernoulliGC)
+    for cls in (
+        Uncoded,
+        FastestK,
+        OriginalGC,
+        PartialGC,
+        FRC,
+        MultiMessage,
+        BernoulliGC,
+    )
 }
 
 

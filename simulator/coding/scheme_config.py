@@ -8,6 +8,7 @@ assignment built or the engines are made a step above, in ``config``.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -42,15 +43,36 @@ class SplitScheme(SchemeConfig):
     """Chunks split evenly over the workers, each computed once."""
 
     def problems(self, key: str, workers: int, chunks: int) -> Problems:
+        problems = super().problems(key, workers, chunks)
         if chunks < workers:
-            return [
-                (
-                    "data.chunks",
-                    f"{self.protocol} ({key}) splits chunks over workers: needs "
-                    f"chunks >= workers ({workers}), got {chunks}",
-                )
-            ]
-        return []
+            message = (
+                f"{self.protocol} ({key}) splits chunks over workers: needs chunks >= workers "
+                f"({workers}), got {chunks}"
+            )
+            problems.insert(0, ("data.chunks", message))
+        return problems
+
+
+class FirstUploads(SchemeConfig):
+    """A PS that decodes from the first k uploads: ``k``, or a ``fraction`` of the workers."""
+
+    k: Annotated[int, Field(ge=1)] | None = None
+    """Uploads to wait for; or give ``fraction`` instead."""
+    fraction: Annotated[float, Field(gt=0, le=1)] | None = None
+    """k as a fraction of the workers (rounded up), so a sweep over workers keeps it valid."""
+
+    def wait_for(self, workers: int) -> int:
+        return self.k if self.k is not None else math.ceil(self.fraction * workers - 1e-9)
+
+    def problems(self, key: str, workers: int, chunks: int) -> Problems:
+        problems = super().problems(key, workers, chunks)
+        if (self.k is None) == (self.fraction is None):
+            problems.append(
+                (f"{key}.k", "give exactly one of k (uploads) or fraction (of workers)")
+            )
+        elif self.k is not None and self.k > workers:
+            problems.append((f"{key}.k", f"k must be at most workers ({workers}), got {self.k}"))
+        return problems
 
 
 class LoadedScheme(SchemeConfig):
@@ -58,7 +80,7 @@ class LoadedScheme(SchemeConfig):
     """Chunks per worker (and, for the regular assignments, workers per chunk)."""
 
     def problems(self, key: str, workers: int, chunks: int) -> Problems:
-        problems: Problems = []
+        problems = super().problems(key, workers, chunks)
         if self.load > workers:
             problems.append(
                 (f"{key}.load", f"load must be at most workers ({workers}), got {self.load}")
