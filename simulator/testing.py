@@ -273,6 +273,7 @@ def check_counts_match_the_trace(cls: type[Protocol], example: dict) -> None:
     )
     protocol = _protocol(exp)
     summary, events = _des(exp)
+    assert (events.kind == "crash").any() and summary.decoded.any(), "the run tests nothing"
     assert (summary.upload_floats == summary.messages * protocol.upload_size).all()
     if not cls.tags.control:
         assert (summary.control_messages == 0).all(), "control messages without tags.control"
@@ -312,7 +313,11 @@ def check_crashes_as_declared(cls: type[Protocol], example: dict) -> None:
     rows = []
     for timeout in (0.0, 1e6):
         failures = {"prob": 0.0, "crash_rate": 0.05, "detect_timeout": timeout}
-        rows.append(_des(experiment(cls.name, example, trials=40, failures=failures))[0])
+        summary, events = _des(
+            experiment(cls.name, example, trials=40, events=40, failures=failures)
+        )
+        assert timeout > 0 or (events.kind == "crash_detected").any(), "no crash was noticed"
+        rows.append(summary)
     if cls.tags.replans:
         assert not rows[0].equals(rows[1]), "tags.replans, yet noticing crashes changed nothing"
     else:
