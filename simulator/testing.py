@@ -382,7 +382,7 @@ def check_not_fast(cls: type[Protocol], example: dict) -> None:
         assert "schemes.0.protocol" in str(error), str(error)
     else:
         raise AssertionError("engine: fast accepted a protocol without tags.fast")
-    partner = next((c for c in PROTOCOLS.values() if c.tags.fast and c.tags.tie_safe), None)
+    partner = next((c for c in PROTOCOLS.values() if c is not cls and c.tags.fast), None)
     if partner is None:
         return
     others = [{"protocol": partner.name, **partner.examples[0]}]
