@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections import Counter
 
 import pytest
 
@@ -80,11 +79,24 @@ def test_blas_threads_are_set_and_restored():
 def test_counting_events_restores_simpy():
     import simpy
 
+    def two_timeouts(env):
+        yield env.timeout(1.0)
+        yield env.timeout(1.0)
+
+    def play() -> None:
+        env = simpy.Environment()
+        env.process(two_timeouts(env))
+        env.run()
+
     step = simpy.Environment.step
     with bench.counting_events() as counts:
         assert simpy.Environment.step is not step
+        play()
+        assert sum(n for kind, n in counts.items() if kind.startswith("Timeout")) == 2, counts
+        seen = dict(counts)
     assert simpy.Environment.step is step
-    assert counts == Counter()
+    play()  # once restored, nothing is counted any more
+    assert dict(counts) == seen
 
 
 def test_simulating_restores_the_collector_even_across_threads():

@@ -1,142 +1,71 @@
-"""One suite every registered protocol must pass (the way scikit-learn checks every estimator).
-
-Each protocol declares ``examples`` (scheme parameters on 12 workers); every example is run on
-random Pareto speeds with fail-stop failures and mid-trial crashes, and checked for: decoded
-implies rel_error below the protocol's bound; no decode before the data it needs was computed;
-summary counts equal sums over the event trace; same seed, same results; in approximate mode, a
-later deadline never leaves a larger coefficient residual.
-"""
+"""Every registered protocol against the conformance suite (``simulator.testing``), the way
+scikit-learn checks every estimator with ``parametrize_with_checks``. The suite picks each
+protocol's checks from its tags and examples; what each check protects is in its docstring."""
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import pytest
 
-from simulator.coding.registry import PROTOCOLS, build
-from simulator.config import from_dict
-from simulator.runner import run
-
-WORKERS = 12
-CASES = [
-    pytest.param(name, example, id=f"{name}-{i}")
-    for name, cls in PROTOCOLS.items()
-    for i, example in enumerate(cls.examples)
-]
-
-
-def experiment(name: str, example: dict, trials: int = 120, seed: int = 11, crash_rate=0.02):
-    return from_dict(
-        {
-            "seed": seed,
-            "trials": trials,
-            "cluster": {
-                "workers": WORKERS,
-                "compute": {"dist": "pareto", "scale": 1.0, "alpha": 2.0, "per": "worker"},
-                "failures": {"prob": 0.08, "crash_rate": crash_rate, "detect_timeout": 0.5},
-                "network": {"latency": 0.01, "time_per_float": 1e-4},
-            },
-            "data": {"dim": 30, "gradients": "gaussian"},
-            "output": {"events_trials": 40},
-            "schemes": [{"protocol": name, **example}],
-        }
-    )
+from simulator.coding.base import Tags
+from simulator.coding.frc import FRC
+from simulator.coding.registry import PROTOCOLS
+from simulator.testing import (
+    check_fast_agrees,
+    check_not_fast,
+    check_ties,
+    parametrize_with_checks,
+    protocol_checks,
+)
 
 
-@pytest.fixture(scope="module")
-def results():
-    cache = {}
-
-    def get(name, example):
-        key = (name, repr(sorted(example.items())))
-        if key not in cache:
-            cache[key] = run(experiment(name, example))
-        return cache[key]
-
-    return get
+@parametrize_with_checks(PROTOCOLS.values())
+def test_protocol(protocol, check):
+    check(protocol)
 
 
-def test_every_protocol_declares_examples():
-    for name, cls in PROTOCOLS.items():
-        assert cls.examples, f"{name} declares no examples for the conformance suite"
+def test_the_checks_follow_the_tags(monkeypatch):
+    """A protocol without tags.fast gets the engine-choice checks instead of the engine
+    comparison (the branch no registered protocol takes while every one is fast)."""
+    names = dict(protocol_checks(FRC))
+    assert "check_fast_agrees[0]" in names and "check_not_fast[0]" not in names
+    monkeypatch.setattr(FRC, "tags", Tags(fast=False))
+    names = dict(protocol_checks(FRC))
+    assert "check_not_fast[0]" in names and "check_fast_agrees[0]" not in names
+    deadlines = [n for n, _ in protocol_checks(PROTOCOLS["partial_gc"]) if "deadline" in n]
+    assert deadlines == ["check_later_deadline[2]"]
 
 
-@pytest.mark.parametrize("name, example", CASES)
-def test_decoded_means_error_below_the_bound(results, name, example):
-    result = results(name, example)
-    (protocol,) = build(result.config)
-    summary = result.summary
-    decoded = summary[summary.decoded]
-    assert len(decoded) >= 20, "too few decoded trials to check anything"
-    assert (decoded.rel_error <= protocol.error_bound()).all()
-    assert (decoded.rel_error >= 0).all()
-    undecoded = summary[~summary.decoded]
-    assert np.isinf(undecoded.completion_time).all() and undecoded.rel_error.isna().all()
+def test_a_protocol_without_fast_stays_on_the_event_engine(monkeypatch):
+    """An event-only protocol (a registered one with tags.fast off): the engine choice keeps it
+    on des, refuses engine: fast, and runs a fast-capable scheme of the same run fast."""
+    monkeypatch.setattr(FRC, "tags", Tags(fast=False))
+    check_not_fast(FRC, FRC.examples[0])
+    check_ties(FRC, FRC.examples[0])
 
 
-@pytest.mark.parametrize("name, example", CASES)
-def test_never_decodes_before_its_data_exists(results, name, example):
-    result = results(name, example)
-    (protocol,) = build(result.config)
-    summary, events = result.summary, result.events
-    assert (summary.chunks_used <= summary.chunks_computed).all()
-    for row in summary[summary.decoded & (summary.trial < 40)].itertuples():
-        ev = events[events.trial == row.trial]
-        done = ev[(ev.kind == "chunk_done") & (ev.time <= row.completion_time)]
-        assert len(done) == row.chunks_computed
-        if protocol.exact:  # an exact decode needs every chunk computed somewhere
-            assert set(done.chunk) == set(range(WORKERS)), row.trial
-        # Nothing reaches the PS before it was computed and sent.
-        first_upload = ev[ev.kind == "upload_received"].time.min()
-        first_done = ev[ev.kind == "chunk_done"].time.min()
-        if np.isfinite(first_upload):
-            assert first_upload >= first_done
+def test_the_suite_catches_false_claims(monkeypatch):
+    """The checks can fail: a tie-safe claim by a protocol that is not (fastest_k counts the
+    first k uploads, so which arrive first at one instant matters), and a fast evaluator that
+    miscounts one column, are each caught."""
+    fastest_k = PROTOCOLS["fastest_k"]
+    monkeypatch.setattr(fastest_k, "tags", Tags(approximate=True, tie_safe=True))
+    with pytest.raises(AssertionError, match="rel_error"):
+        check_ties(fastest_k, fastest_k.examples[0])
+    multi = PROTOCOLS["multi_message"]
+    evaluator = multi.evaluator
 
+    def miscounting(self, exp):
+        inner = evaluator(self, exp)
+        evaluate = inner.evaluate
 
-@pytest.mark.parametrize("name, example", CASES)
-def test_counts_equal_sums_over_the_trace(results, name, example):
-    result = results(name, example)
-    summary, events = result.summary, result.events
-    for row in summary[summary.trial < 40].itertuples():
-        ev = events[events.trial == row.trial]
-        uploads = ev[ev.kind == "upload_sent"]
-        assert row.upload_floats == uploads["size"].sum()
-        assert row.messages == len(uploads)
-        assert row.control_messages == (ev.kind == "control_sent").sum()
-        assert row.download_floats == ev[ev.kind == "download_sent"]["size"].sum()
-        assert row.chunks_computed == (ev.kind == "chunk_done").sum()
-        assert (ev.time <= row.completion_time).all()
-        crashed = set(ev[ev.kind == "crash"].worker)
-        by_worker = ev.kind.isin(["control_sent", "upload_sent"])  # (downloads name the receiver)
-        sent_after_crash = ev[ev.worker.isin(crashed) & by_worker]
-        for crash in ev[ev.kind == "crash"].itertuples():
-            assert not (
-                (sent_after_crash.worker == crash.worker) & (sent_after_crash.time > crash.time)
-            ).any()
+        def one_more(block):
+            rows = evaluate(block)
+            rows["chunks_computed"] = rows["chunks_computed"] + 1
+            return rows
 
+        inner.evaluate = one_more
+        return inner
 
-@pytest.mark.parametrize("name, example", CASES)
-def test_same_seed_same_results(results, name, example):
-    again = run(experiment(name, example))
-    pd.testing.assert_frame_equal(results(name, example).summary, again.summary)
-    pd.testing.assert_frame_equal(results(name, example).events, again.events)
-
-
-APPROXIMATE = [
-    pytest.param(name, example, id=f"{name}-{i}")
-    for name, cls in PROTOCOLS.items()
-    for i, example in enumerate(cls.examples)
-    if example.get("mode") == "approximate"
-]
-
-
-@pytest.mark.parametrize("name, example", APPROXIMATE)
-def test_later_deadline_never_leaves_a_larger_residual(name, example):
-    residuals = []
-    for deadline in (0.5, 1.5, 3.0, 6.0, 12.0):
-        exp = experiment(name, {**example, "deadline": deadline}, trials=80, crash_rate=0.0)
-        summary = run(exp).summary.sort_values("trial")
-        residuals.append(summary.residual.to_numpy())
-    residuals = np.array(residuals)
-    assert np.all(np.diff(residuals, axis=0) <= 1e-9), "residual increased with the deadline"
-    assert residuals[0].mean() > residuals[-1].mean()
+    monkeypatch.setattr(multi, "evaluator", miscounting)
+    with pytest.raises(AssertionError, match="chunks_computed"):
+        check_fast_agrees(multi, multi.examples[0])

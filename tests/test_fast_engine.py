@@ -15,33 +15,18 @@ noise is meaningless.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from simulator.coding.base import Tags
 from simulator.coding.frc import FRC
-from simulator.coding.registry import PROTOCOLS, build
+from simulator.coding.registry import build
 from simulator.config import ConfigError, from_dict
 from simulator.engine import choice, fast
 from simulator.engine.choice import fast_problems
 from simulator.runner import run_trials
-from simulator.schema import SUMMARY, SUMMARY_COLUMNS, TOLERANCES
-
-
-def assert_same_rows(des: pd.DataFrame, quick: pd.DataFrame) -> None:
-    """Every column of ``schema.SUMMARY``, compared as its ``agree`` says: a column added
-    there is compared here without a change to this test."""
-    assert list(quick.columns) == list(des.columns) == list(SUMMARY_COLUMNS)
-    assert quick.dtypes.equals(des.dtypes)
-    assert len(quick) == len(des)
-    for column in SUMMARY:
-        if column.agree == "exact":
-            pd.testing.assert_series_equal(quick[column.name], des[column.name])
-        else:
-            rtol, atol = TOLERANCES[column.agree]
-            np.testing.assert_allclose(quick[column.name].to_numpy(), des[column.name].to_numpy(),
-                                       rtol=rtol, atol=atol, err_msg=column.name)  # fmt: skip
+from simulator.schema import SUMMARY_COLUMNS
+from simulator.testing import NETWORKS, assert_same_rows
 
 
 def run_trials_fast(exp, first, count, progress=None):
@@ -76,31 +61,8 @@ def check(exp, first=0, count=None):
     return des
 
 
-# --------------------------------------------------------------------------------------------
-# Every protocol's own examples
-
-NETWORKS = {
-    "free": {},
-    "latency": {"latency": 0.05},
-    "bandwidth": {"latency": 0.01, "time_per_float": 1e-3},
-}
-EXAMPLES = [
-    pytest.param(name, example, id=f"{name}-{i}")
-    for name, cls in PROTOCOLS.items()
-    for i, example in enumerate(cls.examples)
-]
-
-
-@pytest.mark.parametrize("network", list(NETWORKS))
-@pytest.mark.parametrize("name, example", EXAMPLES)
-def test_every_protocol_example_agrees(name, example, network):
-    exp = experiment([{"protocol": name, **example}], network=NETWORKS[network], trials=80)
-    problems = fast_problems(exp)
-    if not PROTOCOLS[name].tags.fast:  # fast must say so, not guess
-        assert "schemes.0.protocol" in dict(problems), problems
-        return
-    des = check(exp)
-    assert des.decoded.any()
+# Every protocol's own examples, on every network and without tags.fast: the conformance
+# suite (simulator.testing.check_fast_agrees / check_not_fast, run by test_conformance.py).
 
 
 # --------------------------------------------------------------------------------------------

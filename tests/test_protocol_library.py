@@ -1,4 +1,7 @@
-"""The protocol library against its defining properties (PROTOCOLS.md section 3)."""
+"""The protocol library against its defining properties (PROTOCOLS.md section 3): what is
+particular to each protocol. The contract every protocol shares (decoding to the bound, counts
+against the trace, declared tags, determinism, engine agreement) is the conformance suite,
+``simulator.testing``, run by ``test_conformance.py``."""
 
 from __future__ import annotations
 
