@@ -111,6 +111,9 @@ class Tags:
     """May decode an approximation in exact mode too (fastest_k): rel_error > 0 by design."""
     replans: bool = False
     """Reacts to crashes the PS notices (``Trial.worker_failed``)."""
+    random_layout: bool = False
+    """The plan is a random draw in which ``load`` is only an expectation: a worker may hold
+    any number of chunks and a chunk may have no holder (bernoulli_gc)."""
 
 
 class Protocol:

@@ -82,7 +82,7 @@ class BernoulliTrial(Trial):
 class BernoulliGC(Protocol):
     name = "bernoulli_gc"
     config = BernoulliGCConfig
-    tags = Tags(approximate=True)
+    tags = Tags(approximate=True, random_layout=True)
     exact = False
     examples = (
         {"load": 3, "k": 8},
