@@ -93,4 +93,3 @@ def read_schemes(run_dir: Path | str) -> pd.DataFrame:
             f"with this gcsim ({first}); rerun its config to get {FILE}"
         ) from None
     return scheme_table(exp)
-
