@@ -40,11 +40,20 @@ def scheme_table(exp: Experiment, engines: Mapping[str, str] | None = None) -> p
     ``engines``: the engine that ran each scheme, by label (``RunResult.engines``); a scheme
     without one gets "" (unknown)."""
     engines = engines or {}
+    # Which parameters a kind of spec has, looked up once per kind: a failed attribute lookup
+    # on a pydantic model costs microseconds, and a config may list thousands of schemes.
+    has: dict[type, tuple[str, ...]] = {}
     rows = []
     for spec, label in zip(exp.schemes, exp.labels(), strict=True):
-        row: dict[str, Any] = {"scheme": label}
+        kind = type(spec)
+        if kind not in has:
+            has[kind] = tuple(name for name in SPEC_COLUMNS if hasattr(spec, name))
+        row: dict[str, Any] = dict.fromkeys(SPEC_COLUMNS)
+        row["scheme"] = label
+        for name in has[kind]:
+            row[name] = getattr(spec, name)
         for name in SPEC_COLUMNS:
-            row[name] = _value(getattr(spec, name, None), SCHEME_COLUMNS[name])
+            row[name] = _value(row[name], SCHEME_COLUMNS[name])
         row["engine"] = engines.get(label, "")
         rows.append(row)
     return _typed(pd.DataFrame(rows, columns=list(SCHEME_COLUMNS)))
