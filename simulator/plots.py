@@ -377,8 +377,8 @@ def _approximate_rows(
     approx = schemes[(schemes["mode"] == "approximate") & schemes["deadline"].notna()]
     if approx.empty or summary.empty or summary["rel_error"].isna().all():
         return pd.DataFrame()
-    ignore = {"point", "scheme", "mode", "deadline", "engine"}
-    params = [c for c in approx.columns if c not in ignore and not c.endswith(" (grid)")]
+    ignore = {"scheme", "mode", "deadline", "engine"}
+    params = [c for c in SCHEME_COLUMNS if c not in ignore]
     others = [
         f"{k}={v}"
         for k, v in point.items()
