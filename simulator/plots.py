@@ -29,14 +29,15 @@ import matplotlib
 import matplotlib.ticker
 import numpy as np
 import pandas as pd
-import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from scipy import stats
 
+from .parameters import read_schemes
 from .perfetto import chunk_spans, load_trial
+from .schema import SCHEME_COLUMNS
 
 #: Okabe & Ito (2008), "Color Universal Design": safe for deuteranopia, protanopia, tritanopia.
 #: Ordered for contrast on white; yellow (weakest on white) last.
@@ -141,8 +142,8 @@ def plot_run(
     untraced ``trial`` asked for, or an unreadable file raises ValueError with nothing written."""
     run_dir, out = Path(run_dir), Path(out_dir)
     summary = pd.read_parquet(run_dir / "summary.parquet")
-    config = _read_config(run_dir)
-    order = _scheme_order(summary, config)
+    schemes = _run_schemes(run_dir)
+    order = _scheme_order(summary, schemes)
     events = _read_events(run_dir)
     traced_trials = sorted(set(events["trial"])) if not events.empty else []
     if timeline_schemes is not None:
@@ -161,9 +162,9 @@ def plot_run(
     if trial is None:
         trial = traced_trials[0] if traced_trials else 0
     written: list[Path] = []
-    written += _completion_cdf(summary, order, out, config.get("name"))
+    written += _completion_cdf(summary, order, out, _run_name(run_dir))
     written += _communication_vs_time(_scheme_stats(summary), order, out, sweep=False)
-    approx = _approximate_rows(summary, config, {})
+    approx = _approximate_rows(summary, schemes, {})
     if not approx.empty:
         written += _error_vs_deadline(approx, out, "mse_vs_deadline")
     traced = set(events.loc[events["trial"] == trial, "scheme"]) if not events.empty else set()
@@ -180,8 +181,8 @@ def plot_sweep(sweep_dir: Path | str, out_dir: Path | str) -> list[Path]:
     (only up to 12 points; a bigger grid gets them from ``plot_run`` on ``points/<id>``).
 
     Reads ``sweep.json`` (grid, points with id, params and dir), the combined
-    ``summary.parquet`` (one column per grid key) and each point's ``config.yaml`` (for the
-    deadlines of approximate schemes)."""
+    ``summary.parquet`` (one column per grid key) and the combined ``schemes.parquet`` (the
+    schemes' parameters per point; for a sweep written before it, each point's scheme table)."""
     sweep_dir, out = Path(sweep_dir), Path(out_dir)
     meta = json.loads((sweep_dir / "sweep.json").read_text(encoding="utf-8"))
     grid: dict[str, list[Any]] = dict(meta.get("grid", {}))
@@ -192,9 +193,8 @@ def plot_sweep(sweep_dir: Path | str, out_dir: Path | str) -> list[Path]:
     points = [p for p in meta.get("points", []) if p["id"] in set(summary["_point"])]
     params = {p["id"]: dict(p.get("params", {})) for p in points}
     keys = [key for key in grid if all(key in params[p] for p in params)]
-    configs = {p["id"]: _read_config(sweep_dir / p.get("dir", f"points/{p['id']}")) for p in points}
-    first_config = next((c for c in configs.values() if c), _read_config(sweep_dir))
-    order = _scheme_order(summary, first_config)
+    schemes = _sweep_schemes(sweep_dir, points)
+    order = _scheme_order(summary, schemes)
     written: list[Path] = []
     if summary.empty:
         return written
@@ -203,7 +203,9 @@ def plot_sweep(sweep_dir: Path | str, out_dir: Path | str) -> list[Path]:
     written += _communication_vs_time(_scheme_stats(summary, ["_point"]), order, out, sweep=True)
     approx = [
         _approximate_rows(
-            summary[summary["_point"] == p["id"]], configs.get(p["id"], {}), params[p["id"]]
+            summary[summary["_point"] == p["id"]],
+            schemes[schemes["point"] == p["id"]],
+            params[p["id"]],
         )
         for p in points
     ]
@@ -221,11 +223,40 @@ def plot_sweep(sweep_dir: Path | str, out_dir: Path | str) -> list[Path]:
 # Reading
 
 
-def _read_config(directory: Path) -> dict[str, Any]:
-    path = Path(directory) / "config.yaml"
-    if not path.is_file():
-        return {}
-    return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+def _run_schemes(run_dir: Path) -> pd.DataFrame:
+    """The run's scheme table (``parameters.read_schemes``: its ``schemes.parquet``, or built
+    from the config of a run written before that file); an empty table for a directory with
+    neither (only a summary: figures in summary order, no error-vs-deadline figure)."""
+    try:
+        return read_schemes(run_dir)
+    except FileNotFoundError:
+        return _no_schemes()
+
+
+def _no_schemes() -> pd.DataFrame:
+    return pd.DataFrame(columns=list(SCHEME_COLUMNS)).astype(SCHEME_COLUMNS)
+
+
+def _sweep_schemes(sweep_dir: Path, points: list[dict[str, Any]]) -> pd.DataFrame:
+    """Every point's scheme table with a ``point`` column: the sweep's combined
+    ``schemes.parquet``, or (a sweep written before it) each point directory's table."""
+    path = Path(sweep_dir) / "schemes.parquet"
+    if path.is_file():
+        return pd.read_parquet(path)
+    frames = [
+        _run_schemes(Path(sweep_dir) / p.get("dir", f"points/{p['id']}")).assign(point=p["id"])
+        for p in points
+    ]
+    return pd.concat(frames, ignore_index=True) if frames else _no_schemes().assign(point="")
+
+
+def _run_name(run_dir: Path) -> str | None:
+    """The run's name, from its manifest (None when it has none)."""
+    try:
+        manifest = json.loads((Path(run_dir) / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest.get("name") if isinstance(manifest, dict) else None
 
 
 def _read_events(run_dir: Path) -> pd.DataFrame:
@@ -235,11 +266,11 @@ def _read_events(run_dir: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
-def _scheme_order(summary: pd.DataFrame, config: dict[str, Any]) -> list[str]:
-    """Schemes in config order (the order styles are assigned in), then any others."""
+def _scheme_order(summary: pd.DataFrame, schemes: pd.DataFrame) -> list[str]:
+    """Schemes in config order (the scheme table's: the order styles are assigned in), then
+    any others."""
     present = list(dict.fromkeys(summary["scheme"]))
-    labels = [s.get("label") for s in config.get("schemes", []) if isinstance(s, dict)]
-    ordered = [label for label in labels if label in present]
+    ordered = [label for label in dict.fromkeys(schemes["scheme"]) if label in present]
     return ordered + [s for s in present if s not in ordered]
 
 
@@ -331,47 +362,50 @@ def _scheme_stats(summary: pd.DataFrame, keys: Sequence[str] = ()) -> pd.DataFra
 
 
 def _approximate_rows(
-    summary: pd.DataFrame, config: dict[str, Any], point: dict[str, Any]
+    summary: pd.DataFrame, schemes: pd.DataFrame, point: dict[str, Any]
 ) -> pd.DataFrame:
     """Summary rows of approximate schemes with their deadline and a series name.
 
-    A series is one scheme definition with its deadline left out (protocol and parameters), so a
-    run listing the same scheme at several deadlines, and a sweep over ``schemes.N.deadline``,
-    both give one curve per scheme. Grid keys other than the deadline split series further.
+    A series is one scheme definition with its deadline left out: its protocol and the
+    parameters (columns of the scheme table) that tell apart the approximate schemes of that
+    protocol, so a run listing the same scheme at several deadlines, and a sweep over
+    ``schemes.N.deadline``, both give one curve per scheme. Grid keys other than a deadline or
+    label split series further. Schemes whose parameters all agree but that share a deadline
+    (they differ only in what the table does not hold) are told apart by their labels.
+    ``schemes``: the scheme table of the run (or of the sweep point).
     """
-    schemes = [s for s in config.get("schemes", []) if isinstance(s, dict)]
-    approx = [
-        s for s in schemes if s.get("mode") == "approximate" and s.get("deadline") is not None
-    ]
-    if not approx or summary.empty or summary["rel_error"].isna().all():
+    approx = schemes[(schemes["mode"] == "approximate") & schemes["deadline"].notna()]
+    if approx.empty or summary.empty or summary["rel_error"].isna().all():
         return pd.DataFrame()
-    ignore = {"label", "deadline", "mode"}
-    definitions = [{k: v for k, v in s.items() if k not in ignore} for s in approx]
-
-    def varying(protocol: Any) -> list[str]:
-        """Parameters that tell apart the approximate schemes of one protocol."""
-        same = [d for d in definitions if d.get("protocol") == protocol]
-        keys = set().union(*same) - {"protocol"}
-        return sorted(k for k in keys if len({repr(d.get(k)) for d in same}) > 1)
-
-    others = {
-        k: v for k, v in point.items() if not re.fullmatch(r"schemes\.\d+\.(deadline|label)", k)
-    }
+    ignore = {"scheme", "mode", "deadline", "engine"}
+    params = [c for c in SCHEME_COLUMNS if c not in ignore]
+    others = [
+        f"{k}={v}"
+        for k, v in point.items()
+        if not re.fullmatch(r"schemes\.(\d+|\*)\.(deadline|label)", k)
+    ]
+    names = {}
+    for protocol, same in approx.groupby("protocol", sort=False):
+        varying = sorted(c for c in params if c != "protocol" and same[c].nunique(dropna=False) > 1)
+        for row in same.itertuples(index=False):
+            values = row._asdict()
+            name = " ".join([protocol, *(f"{c}={values[c]}" for c in varying), *others])
+            names[row.scheme] = name
+    series = pd.DataFrame({"scheme": list(names), "series": list(names.values())})
+    series = series.merge(approx[["scheme", "deadline"]], on="scheme")
+    clash = series.duplicated(["series", "deadline"], keep=False)
+    clashing = set(series.loc[clash, "series"])
+    series.loc[series["series"].isin(clashing), "series"] += " (" + series["scheme"] + ")"
     frames = []
-    for scheme, definition in zip(approx, definitions, strict=True):
-        rows = summary[summary["scheme"] == scheme.get("label")]
+    for row in series.itertuples(index=False):
+        rows = summary[summary["scheme"] == row.scheme]
         if rows.empty:
             continue
-        name = " ".join(
-            [str(definition.get("protocol", scheme.get("label")))]
-            + [f"{k}={definition.get(k)}" for k in varying(definition.get("protocol"))]
-            + [f"{k}={v}" for k, v in others.items()]
-        )
         frames.append(
             pd.DataFrame(
                 {
-                    "series": name,
-                    "deadline": float(scheme["deadline"]),
+                    "series": row.series,
+                    "deadline": float(row.deadline),
                     "rel_error": rows["rel_error"].to_numpy(),
                     "decoded": rows["decoded"].to_numpy(),
                 }
@@ -831,15 +865,10 @@ def plot_timeline(
     name = scheme if scheme is not None else trace.schemes[0]
     events = trace.of(name).sort_values("time", kind="stable")
     spans = chunk_spans(events)
-    definition = next(
-        (
-            s
-            for s in trace.config.get("schemes", [])
-            if isinstance(s, dict) and s.get("label") == name
-        ),
-        {},
-    )
-    deadline = definition.get("deadline") if definition.get("mode") == "approximate" else None
+    params = _run_schemes(run_dir).set_index("scheme")
+    approximate = name in params.index and params.at[name, "mode"] == "approximate"
+    deadline = float(params.at[name, "deadline"]) if approximate else None
+    deadline = None if deadline is not None and math.isnan(deadline) else deadline
     decoded = events.loc[events["kind"] == "decoded", "time"]
     t_decode = float(decoded.iloc[0]) if not decoded.empty else None
     t_end = max(

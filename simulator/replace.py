@@ -28,10 +28,14 @@ from .errors import ConfigError
 from .paths import short_path
 from .scratch import scratch_path
 
-#: What a run directory may hold: the four files ``write_run`` writes, the figures ``gcsim
-#: plot`` writes, the traces ``gcsim trace`` writes.
-RUN_FILES = frozenset({"config.yaml", "manifest.json", "summary.parquet", "events.parquet"})
-SWEEP_FILES = frozenset({"sweep.json", "summary.parquet", "points"})
+#: What a run directory may hold: the five files ``write_run`` writes, the figures ``gcsim
+#: plot`` writes, the traces ``gcsim trace`` writes. "May": a run directory of an older gcsim,
+#: without ``schemes.parquet``, is still recognised and replaceable.
+RUN_FILES = frozenset(
+    {"config.yaml", "manifest.json", "summary.parquet", "events.parquet", "schemes.parquet"}
+)
+#: What a sweep directory may hold (``schemes.parquet``: the combined scheme tables).
+SWEEP_FILES = frozenset({"sweep.json", "summary.parquet", "schemes.parquet", "points"})
 _TRACE = re.compile(r"^trace_trial\d+\.json$")
 _FIGURE = re.compile(r"^[^/]+\.(png|pdf)$")
 

@@ -1,4 +1,5 @@
-"""Run directories: ``config.yaml``, ``manifest.json``, ``summary.parquet``, ``events.parquet``.
+"""Run directories: ``config.yaml``, ``manifest.json``, ``summary.parquet``, ``events.parquet``,
+``schemes.parquet`` (one row per scheme: its parameters and engine, ``parameters.py``).
 
 A run directory appears whole or not at all: everything is written into a hidden temporary
 sibling and swapped into place at the end, so an interrupted or failed run never leaves a
@@ -23,9 +24,11 @@ import yaml
 
 from . import __version__
 from .config import ConfigError, Experiment
+from .parameters import scheme_table
 from .parquet import write_parquet
 from .replace import check_replaceable, swap_into_place, target_lock
 from .runner import EVENT_COLUMNS, SUMMARY_COLUMNS, RunResult
+from .schema import SCHEME_COLUMNS
 from .scratch import recover_retired, scratch_path
 
 
@@ -95,6 +98,8 @@ def _write_locked(result: RunResult, out: Path, argv: list[str] | None) -> None:
             _place(result.events_file, staging / "events.parquet", result.files_placed)
         else:
             write_parquet(result.events, staging / "events.parquet", EVENT_COLUMNS)
+        schemes = scheme_table(exp, result.engines)
+        write_parquet(schemes, staging / "schemes.parquet", SCHEME_COLUMNS)
         manifest = {
             "gcsim_version": __version__,
             "config_sha256": config_hash(exp),
@@ -129,7 +134,10 @@ def _place(source: Path, target: Path, copy: bool) -> None:
         shutil.move(source, target)
 
 
-CHECKED_FILES = ("config.yaml", "summary.parquet", "events.parquet")
+#: The files a manifest records checksums of (and ``run_problem`` checks). A run directory
+#: from a gcsim before ``schemes.parquet`` fails the check ("missing schemes.parquet"), so a
+#: resumed sweep recomputes such a point rather than combining a point without its table.
+CHECKED_FILES = ("config.yaml", "summary.parquet", "events.parquet", "schemes.parquet")
 
 
 def config_hash(exp: Experiment) -> str:

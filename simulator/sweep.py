@@ -1,8 +1,10 @@
 """Sweeps: a grid of runs over any config keys, on a process pool or a Dask cluster.
 
 A sweep directory holds ``sweep.json`` (the grid and every point's status), ``points/<id>/``
-(one run directory per point) and ``summary.parquet`` (every point's summary rows with one
-column per grid key, written one point at a time: memory does not grow with the sweep).
+(one run directory per point), ``summary.parquet`` (every point's summary rows with one
+column per grid key, written one point at a time: memory does not grow with the sweep) and
+``schemes.parquet`` (every point's scheme table, ``parameters.py``, with the same point and grid
+columns: a few rows per point).
 Guarantees:
 
 - reproducible: a point's seed derives from (config seed, point key) through SeedSequence, and
@@ -35,11 +37,13 @@ import pyarrow as pa
 
 from . import config as cfg
 from .executors import check_dask_address, open_executor
-from .parquet import ParquetStream, write_parquet
+from .parameters import read_schemes
+from .parquet import ParquetStream, schema_of, write_parquet
 from .paths import make_dirs, remove_if_empty
 from .replace import foreign_entries, kind_of, target_lock
 from .results import config_hash, confined, run_problem, write_run
 from .runner import run
+from .schema import SCHEME_COLUMNS
 from .scratch import create_exclusive, recover_retired, scratch_path, sweep_stale
 from .streams import seed_sequence
 
@@ -214,6 +218,15 @@ class SweepReport:
         if self.grid is None:
             return None
         return pd.read_parquet(self.root / "summary.parquet")
+
+    @property
+    def schemes(self) -> pd.DataFrame | None:
+        """The combined ``schemes.parquet``: one row per (point, scheme), the point's grid
+        values and the scheme's parameters (join it to ``summary`` on point and scheme). None
+        until the sweep combined its points."""
+        if self.grid is None:
+            return None
+        return pd.read_parquet(self.root / "schemes.parquet")
 
 
 def run_sweep(
@@ -416,6 +429,7 @@ def _combine(root: Path, points: list[Point], report: SweepReport) -> pd.DataFra
     if not done:
         write_parquet(pd.DataFrame(), staging)
         os.replace(staging, root / "summary.parquet")
+        _combine_schemes(root, done, grid, grid_schema)
         return grid
     stream = None
     try:
@@ -434,7 +448,33 @@ def _combine(root: Path, points: list[Point], report: SweepReport) -> pd.DataFra
         staging.unlink(missing_ok=True)
         raise
     os.replace(staging, root / "summary.parquet")
+    _combine_schemes(root, done, grid, grid_schema)
     return grid
+
+
+def _combine_schemes(
+    root: Path, done: list[Point], grid: pd.DataFrame, grid_schema: pa.Schema
+) -> None:
+    """Write ``schemes.parquet``: every finished point's scheme table with ``point`` and its
+    grid columns first (the values, dtypes and arrow types of the combined summary's). A grid
+    key named like a scheme column (``engine``) is written as ``<key> (grid)``."""
+    grid = grid.rename(columns={c: f"{c} (grid)" for c in grid.columns if c in SCHEME_COLUMNS})
+    fields = [grid_schema.field(i).with_name(name) for i, name in enumerate(grid.columns)]
+    schema = pa.schema(fields + list(schema_of(SCHEME_COLUMNS)))
+    frames = [
+        _with_grid(read_schemes(root / "points" / point.id), grid, position)
+        for position, point in enumerate(done)
+    ]
+    staging = scratch_path(root / "schemes.parquet", "tmp", ".parquet")
+    try:
+        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        stream = ParquetStream(staging, schema)
+        stream.append(frame)
+        stream.close()
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+    os.replace(staging, root / "schemes.parquet")
 
 
 def _with_grid(summary: pd.DataFrame, grid: pd.DataFrame, position: int) -> pd.DataFrame:

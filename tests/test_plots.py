@@ -19,6 +19,7 @@ import yaml
 
 from simulator import plots
 from simulator.config import load_config
+from simulator.parameters import read_schemes
 from simulator.results import write_parquet, write_run
 from simulator.runner import run
 
@@ -156,8 +157,7 @@ def test_plot_run_to_another_directory(run_dir: Path, tmp_path: Path) -> None:
 
 def test_error_vs_deadline_groups_a_scheme_over_its_deadlines(run_dir: Path) -> None:
     summary = pd.read_parquet(run_dir / "summary.parquet")
-    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    rows = plots._approximate_rows(summary, config, {})
+    rows = plots._approximate_rows(summary, read_schemes(run_dir), {})
     deadlines = rows.groupby("series")["deadline"].agg(lambda d: sorted(set(d)))
     assert deadlines.to_dict() == {"original_gc": [8.0], "partial_gc": [5.0, 8.0]}
     assert len(rows) == 3 * 60

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -82,6 +83,21 @@ def test_force_replaces_a_run_directory_and_leaves_nothing_hidden(tmp_path):
     assert (out / "summary.parquet").read_bytes() != first
     assert run_problem(out) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_force_replaces_a_run_directory_of_an_older_gcsim_without_schemes_parquet(tmp_path):
+    """A run directory written before schemes.parquet existed (its manifest does not list it)
+    is still gcsim's: --force replaces it, and the new one has the file."""
+    out = tmp_path / "run"
+    assert gcsim("run", QUICK, *SMALL, "--out", str(out)).exit_code == 0
+    (out / "schemes.parquet").unlink()
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    del manifest["files"]["schemes.parquet"]
+    (out / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    assert replace.kind_of(out) == "run" and replace.foreign_entries(out, "run") == []
+    result = gcsim("run", QUICK, *SMALL, "--out", str(out), "--force")
+    assert result.exit_code == 0, result.output
+    assert (out / "schemes.parquet").is_file() and run_problem(out) is None
 
 
 def test_force_keeps_a_run_directory_that_holds_a_users_file(tmp_path):

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from simulator import sweep as sweep_module
@@ -308,9 +309,15 @@ def point_summaries():
 
 
 def fake_sweep(root: Path, summaries, grids: dict, failed=(), repeat: int = 1):
-    """A sweep directory with one point per zipped grid value (summaries reused in turn)."""
+    """A sweep directory with one point per zipped grid value (summaries reused in turn), each
+    point with the quickstart's scheme table."""
+    from simulator.config import load_config
+    from simulator.parameters import scheme_table
     from simulator.parquet import write_parquet
     from simulator.runner import SUMMARY_COLUMNS
+    from simulator.schema import SCHEME_COLUMNS
+
+    schemes = scheme_table(load_config(QUICKSTART))
 
     params = [dict(zip(grids, combo, strict=True)) for combo in zip(*grids.values(), strict=True)]
     points = [
@@ -321,6 +328,7 @@ def fake_sweep(root: Path, summaries, grids: dict, failed=(), repeat: int = 1):
         (root / "points" / point.id).mkdir(parents=True)
         summary = pd.concat([summaries[i % len(summaries)]] * repeat, ignore_index=True)
         write_parquet(summary, root / "points" / point.id / "summary.parquet", SUMMARY_COLUMNS)
+        write_parquet(schemes, root / "points" / point.id / "schemes.parquet", SCHEME_COLUMNS)
     report = sweep_module.SweepReport(root, "test", failed={points[i].id: "x" for i in failed})
     return points, report
 
@@ -351,6 +359,22 @@ def test_combine_streams_the_same_bytes_as_one_frame(tmp_path, point_summaries, 
     if not old.empty:  # the grid frame holds each point's values in the combined dtypes
         first = old.groupby("point", sort=False).head(1).reset_index(drop=True)
         pd.testing.assert_frame_equal(grid, first[list(grid.columns)])
+    # The combined scheme tables: each finished point's four schemes, with the point's grid
+    # values as the combined summary holds them.
+    schemes = pd.read_parquet(tmp_path / "schemes.parquet")
+    assert list(schemes.columns[: len(grid.columns)]) == list(grid.columns)
+    assert len(schemes) == 4 * len(grid)
+    n = len(grid.columns)
+    assert (
+        list(pq.read_schema(tmp_path / "schemes.parquet"))[:n]
+        == list(pq.read_schema(tmp_path / "summary.parquet"))[:n]
+    )
+    if not old.empty:
+        combined = report.summary.groupby("point", sort=False).head(1).reset_index(drop=True)
+        per_point = schemes.groupby("point", sort=False).head(1).reset_index(drop=True)
+        columns = list(grid.columns)
+        pd.testing.assert_frame_equal(per_point[columns], combined[columns])
+        assert list(schemes.scheme) == list(old.scheme.unique()) * len(grid)
 
 
 def test_combine_writes_values_arrow_cannot_mix_as_json_text(tmp_path, point_summaries):

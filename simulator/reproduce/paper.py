@@ -2,12 +2,13 @@
 
 Each function runs one figure's experiment, saves the figure and returns the numbers the claims
 are judged on. Deadline and m sweeps go through ``sweep.run_sweep`` (parallel, resumable: a
-rerun of ``gcsim reproduce --out DIR`` reuses finished points).
+rerun of ``gcsim reproduce --out DIR`` reuses finished points). Schemes are grouped by their
+parameters (``parameters.scheme_table``, a sweep's ``schemes.parquet``), joined on the scheme
+column: a label is only a name to show.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pandas as pd
 from ..coding import assignment as asg
 from ..coding import ordering as ordr
 from ..config import load_config
+from ..parameters import scheme_table
 from ..runner import run
 from ..sweep import run_sweep
 from .common import EXPERIMENTS, figure, save
@@ -61,8 +63,24 @@ class PaperResults:
     figures: dict[str, list[Path]] = field(default_factory=dict)
 
 
-def _ell(label: str) -> int:
-    return int(re.search(r"ell=(\d+)", label).group(1))
+#: The scheme families the paper compares, by (protocol, ordering); the partial-straggler
+#: protocol with a random order is the ordering experiment's baseline.
+FAMILIES = {("original_gc", None): "original", ("partial_gc", "random"): "random order",
+            ("partial_gc", None): "partial"}  # fmt: skip
+
+
+def _family(protocol: str, ordering: str) -> str:
+    """A scheme's family from its parameters (the protocol name for any other protocol)."""
+    return FAMILIES.get((protocol, ordering), FAMILIES.get((protocol, None), protocol))
+
+
+def _with_parameters(stats: pd.DataFrame, schemes: pd.DataFrame, on: list[str]) -> pd.DataFrame:
+    """Per-scheme statistics with the scheme's parameters (ell, ordering, deadline, protocol)
+    and family beside them, joined on ``on`` (the scheme, and a sweep's point)."""
+    params = schemes[[*on, "protocol", "ell", "ordering", "deadline"]]
+    out = stats.merge(params, on=on, how="left", validate="one_to_one")
+    out["family"] = [_family(p, o) for p, o in zip(out.protocol, out.ordering, strict=True)]
+    return out
 
 
 def _stats(summary: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
@@ -84,11 +102,11 @@ def exact_experiments(budget: Budget, out: Path) -> tuple[pd.DataFrame, list[Pat
     frames = []
     for kind in ASSIGNMENTS:
         exp = load_config(PAPER / f"exact_{kind}.yaml", [f"trials={budget.exact_trials}"])
-        stats = _stats(run(exp, jobs=budget.jobs).summary, ["scheme"])
+        result = run(exp, jobs=budget.jobs)
+        stats = _stats(result.summary, ["scheme"])
         stats["assignment"] = kind
-        stats["ell"] = stats.scheme.map(_ell)
-        stats["family"] = stats.scheme.str.replace(r" ell=\d+", "", regex=True)
-        frames.append(stats)
+        stats = _with_parameters(stats, scheme_table(exp, result.engines), ["scheme"])
+        frames.append(stats.drop(columns=["protocol", "ordering", "deadline"]))
     table = pd.concat(frames, ignore_index=True)
     fig, axes = figure(ncols=3, width=4.2, height=3.6)
     styles = {"partial": ("o", "-"), "original": ("s", "--"), "random order": ("^", ":")}
@@ -124,16 +142,15 @@ def _deadline_sweep(config: Path, budget: Budget, out: Path) -> pd.DataFrame:
         jobs=budget.jobs,
         out=out / "data" / config.stem,
     )
-    summary = report.summary
-    stats = _stats(summary, ["schemes.*.deadline", "scheme"])
-    return stats.rename(columns={"schemes.*.deadline": "deadline"})
+    stats = _stats(report.summary, ["point", "scheme"])
+    stats = _with_parameters(stats, report.schemes, ["point", "scheme"])
+    columns = ["deadline", "scheme", "mean", "std", "decode_rate", "mse", "ell", "family"]
+    return stats[[*columns, "ordering"]]
 
 
 def approximate_experiment(budget: Budget, out: Path) -> tuple[pd.DataFrame, list[Path]]:
     """MSE (mean rel_error) against the deadline, partial vs original, ell = 1..3, cyclic."""
     stats = _deadline_sweep(PAPER / "approximate_cyclic.yaml", budget, out)
-    stats["ell"] = stats.scheme.map(_ell)
-    stats["family"] = stats.scheme.str.replace(r" ell=\d+", "", regex=True)
     fig, ax = figure(width=6.2, height=4.2)
     for i, ell in enumerate(sorted(stats.ell.unique())):
         for family, line, marker in (("partial", "-", "o"), ("original", "--", "s")):
@@ -185,7 +202,9 @@ def instability_experiment(budget: Budget, out: Path) -> tuple[dict, pd.DataFram
         jobs=budget.jobs,
         out=out / "data" / "polynomial_double",
     )
-    double = _stats(report.summary, ["cluster.workers", "scheme"])
+    double = _stats(report.summary, ["point", "cluster.workers", "scheme"])
+    double = _with_parameters(double, report.schemes, ["point", "scheme"])
+    double = double.drop(columns=["point", "ell", "ordering", "deadline", "family"])
     double = double.rename(columns={"cluster.workers": "workers"})
     fig, (left, right) = figure(ncols=2, width=4.6, height=3.8)
     for i, (degree, by_digits) in enumerate(precision.items()):

@@ -29,11 +29,17 @@ class Claim:
 
 
 def _speedups(exact: pd.DataFrame) -> dict[int, float]:
-    cyclic = exact[exact.assignment == "cyclic"].set_index("scheme")
+    """T_original / T_partial per ell on the cyclic assignment. Schemes are found by their
+    parameters (family and ell columns, ``paper._with_parameters``), never by their labels."""
+    cyclic = exact[exact.assignment == "cyclic"].set_index(["family", "ell"])["mean"]
     return {
-        ell: cyclic.loc[f"original ell={ell}", "mean"] / cyclic.loc[f"partial ell={ell}", "mean"]
-        for ell in sorted(cyclic.ell.unique())
+        ell: cyclic.loc[("original", ell)] / cyclic.loc[("partial", ell)]
+        for ell in _ells(exact[exact.assignment == "cyclic"])
     }
+
+
+def _ells(frame: pd.DataFrame) -> list[int]:
+    return sorted(int(ell) for ell in frame.ell.unique())
 
 
 def judge(paper: PaperResults, checks: list[Check]) -> list[Claim]:
@@ -52,15 +58,14 @@ def judge(paper: PaperResults, checks: list[Check]) -> list[Claim]:
 
     approx = paper.approx
     largest = approx.deadline.max()
-    at_t = approx[approx.deadline == largest].set_index("scheme")
+    at_t = approx[approx.deadline == largest].set_index(["family", "ell"])["mse"]
     ratios = {
-        ell: at_t.loc[f"original ell={ell}", "mse"] / max(at_t.loc[f"partial ell={ell}", "mse"],
-                                                          1e-300)
-        for ell in sorted(approx.ell.unique())
-    }  # fmt: skip
-    wide = approx.pivot(index="deadline", columns="scheme", values="mse")
+        ell: at_t.loc[("original", ell)] / max(at_t.loc[("partial", ell)], 1e-300)
+        for ell in _ells(approx)
+    }
+    wide = approx.pivot(index="deadline", columns=["family", "ell"], values="mse")
     best = {
-        ell: (wide[f"original ell={ell}"] / wide[f"partial ell={ell}"].clip(lower=1e-300)).max()
+        ell: (wide[("original", ell)] / wide[("partial", ell)].clip(lower=1e-300)).max()
         for ell in ratios
     }
     short = [e for e, r in ratios.items() if r < 100]
@@ -85,20 +90,19 @@ def judge(paper: PaperResults, checks: list[Check]) -> list[Claim]:
     exact = paper.exact
     better_exact, better_mse, total_mse = [], 0, 0
     for kind in ("graph", "random_regular"):
-        part = exact[exact.assignment == kind].set_index("scheme")
-        for ell in sorted(part.ell.unique())[:-1]:
-            better_exact.append(
-                part.loc[f"partial ell={ell}", "mean"] < part.loc[f"random order ell={ell}", "mean"]
-            )
+        part = exact[exact.assignment == kind]
+        mean = part.set_index(["family", "ell"])["mean"]
+        for ell in _ells(part)[:-1]:
+            better_exact.append(mean.loc[("partial", ell)] < mean.loc[("random order", ell)])
         mse = paper.ordering_mse[paper.ordering_mse.assignment == kind]
-        wide = mse.pivot(index="deadline", columns="scheme", values="mse")
+        wide = mse.pivot(index="deadline", columns="ordering", values="mse")
         late = wide[wide.index >= np.median(wide.index)]  # where MSE is well below 1
-        better_mse += int((late["optimal order"] < late["random order"]).sum())
+        better_mse += int((late["optimal"] < late["random"]).sum())
         total_mse += len(late)
     gains = []
     for kind in ("graph", "random_regular"):
-        part = exact[exact.assignment == kind].set_index("scheme")
-        gains.append(part.loc["random order ell=1", "mean"] / part.loc["partial ell=1", "mean"])
+        mean = exact[exact.assignment == kind].set_index(["family", "ell"])["mean"]
+        gains.append(mean.loc[("random order", 1)] / mean.loc[("partial", 1)])
     claims.append(Claim(
         "ordering", "Optimal chunk ordering beats a random one", "optimal better than random",
         f"exact T lower for {sum(better_exact)}/{len(better_exact)} (assignment, ell < load); "
@@ -119,7 +123,7 @@ def judge(paper: PaperResults, checks: list[Check]) -> list[Claim]:
         for a, b in zip(degrees, degrees[1:], strict=False)
     )
     double = paper.poly_double
-    poly = double[double.scheme.str.startswith("polynomial")].set_index("workers").mse
+    poly = double[double.protocol == "original_gc"].set_index("workers").mse
     growth = poly.iloc[-1] / poly.iloc[0]
     worst = lost[degrees[-1]]
     claims.append(Claim(
