@@ -15,6 +15,7 @@ therefore needs no change here; a protocol without a parameter gets the column's
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,7 +31,7 @@ from .schema import SCHEME_COLUMNS, SCHEMES
 #: The missing value of each column dtype: a protocol without that parameter.
 MISSING: dict[str, Any] = {"str": "", "int64": -1, "float64": math.nan, "bool": False}
 #: Columns read from the specs (the rest: ``scheme`` from the labels, ``engine`` from the run).
-SPEC_COLUMNS = tuple(c.name for c in SCHEMES if c.name not in ("scheme", "engine"))
+SPEC_COLUMNS = tuple(c.name for c in SCHEMES if c.name not in ("scheme", "engine", "parameters"))
 #: The file name inside a run directory (and, with point and grid columns, a sweep directory).
 FILE = "schemes.parquet"
 
@@ -54,6 +55,8 @@ def scheme_table(exp: Experiment, engines: Mapping[str, str] | None = None) -> p
             row[name] = getattr(spec, name)
         for name in SPEC_COLUMNS:
             row[name] = _value(row[name], SCHEME_COLUMNS[name])
+        row["parameters"] = json.dumps(spec.model_dump(mode="json", exclude={"label"}),
+                                       sort_keys=True)  # fmt: skip
         row["engine"] = engines.get(label, "")
         rows.append(row)
     return _typed(pd.DataFrame(rows, columns=list(SCHEME_COLUMNS)))

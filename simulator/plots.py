@@ -377,7 +377,7 @@ def _approximate_rows(
     approx = schemes[(schemes["mode"] == "approximate") & schemes["deadline"].notna()]
     if approx.empty or summary.empty or summary["rel_error"].isna().all():
         return pd.DataFrame()
-    ignore = {"scheme", "mode", "deadline", "engine"}
+    ignore = {"scheme", "mode", "deadline", "engine", "parameters"}  # parameters: holds deadline
     params = [c for c in SCHEME_COLUMNS if c not in ignore]
     others = [
         f"{k}={v}"

@@ -82,6 +82,13 @@ SCHEMES = (
     Column("assignment", "str", "", "who holds which chunks"),
     Column("ordering", "str", "", "processing order (explicit: lists given in the config)"),
     Column("construction", "str", "", "original_gc's code construction"),
+    Column(
+        "parameters",
+        "str",
+        "",
+        "every parameter of the scheme entry as JSON (keys sorted, label left out), those "
+        "without a column of their own included (k, fraction, decoding, candidates...)",
+    ),
     Column("engine", "str", "", "the engine that ran the scheme's untraced trials"),
 )
 

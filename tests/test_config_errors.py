@@ -378,7 +378,13 @@ def test_base_config_runs_and_writes_a_run_directory(tmp_path, gcsim):
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     names = {p.name for p in (tmp_path / "out").iterdir()}
-    assert names == {"config.yaml", "manifest.json", "summary.parquet", "events.parquet"}
+    assert names == {
+        "config.yaml",
+        "manifest.json",
+        "summary.parquet",
+        "events.parquet",
+        "schemes.parquet",
+    }
 
 
 def test_default_run_directory_is_under_results(tmp_path, gcsim):
@@ -498,6 +504,7 @@ def test_existing_non_empty_out_is_refused_and_force_replaces_only_a_run(tmp_pat
         "manifest.json",
         "summary.parquet",
         "events.parquet",
+        "schemes.parquet",
     }
     assert not (tmp_path / "results").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -65,7 +65,23 @@ EXPECTED = [
 
 
 def expected_table() -> pd.DataFrame:
-    return pd.DataFrame(EXPECTED, columns=list(SCHEME_COLUMNS)).astype(SCHEME_COLUMNS)
+    """EXPECTED, plus the ``parameters`` column: the resolved scheme entries without label."""
+    columns = [c for c in SCHEME_COLUMNS if c != "parameters"]
+    table = pd.DataFrame(EXPECTED, columns=columns)
+    entries = from_dict(CONFIG).resolved()["schemes"]
+    table["parameters"] = [
+        json.dumps({k: v for k, v in entry.items() if k != "label"}, sort_keys=True)
+        for entry in entries
+    ]
+    return table[list(SCHEME_COLUMNS)].astype(SCHEME_COLUMNS)
+
+
+def test_parameters_keep_what_has_no_column_of_its_own() -> None:
+    table = scheme_table(from_dict(CONFIG))
+    fastest = json.loads(table.loc[table.scheme == "fastest_k", "parameters"].item())
+    assert fastest == {"protocol": "fastest_k", "k": 4, "fraction": None}
+    coded = json.loads(table.loc[table.scheme == "original_gc", "parameters"].item())
+    assert coded["candidates"] == 16 and coded["points"] == "chebyshev"
 
 
 @pytest.fixture(scope="module")
