@@ -143,7 +143,7 @@ def _total(parts: list[Part]) -> float:
     return math.fsum(p.amount for p in parts)
 
 
-def _f(value: int | float) -> float:
+def as_float(value: int | float) -> float:
     """A size as a float that cannot overflow on conversion (a valid int may be enormous)."""
     return float(min(value, _HUGE))
 
@@ -151,27 +151,27 @@ def _f(value: int | float) -> float:
 def estimate(exp: Experiment) -> Estimate:
     """The costs of running ``exp`` (a validated config)."""
     est = Estimate()
-    m, n = _f(exp.cluster.workers), _f(exp.chunks)
-    trials, schemes = _f(exp.trials), len(exp.schemes)
+    m, n = as_float(exp.cluster.workers), as_float(exp.chunks)
+    trials, schemes = as_float(exp.trials), len(exp.schemes)
     steps = [_steps(scheme, m, n) for scheme in exp.schemes]
     most = max(steps)
     # Steps beyond every load come from splitting the chunks (uncoded, fastest_k).
-    by_chunks = most > max((_f(s.load) for s in exp.schemes if hasattr(s, "load")), default=0)
+    by_chunks = most > max((as_float(s.load) for s in exp.schemes if hasattr(s, "load")), default=0)
     est.working.append(
         Part(
             "data.chunks" if by_chunks else "cluster.workers",
-            f"realization blocks of {TRIAL_BLOCK} trials x {_n(m)} workers x {_n(most)} "
+            f"realization blocks of {TRIAL_BLOCK} trials x {num(m)} workers x {num(most)} "
             f"chunk computations, {BLOCK_COPIES} copies",
             BLOCK_COPIES * TRIAL_BLOCK * m * most * 8,
             "lower cluster.workers, or the chunks a worker computes (load, data.chunks)",
         )
     )
-    dim = _f(exp.data.dim)
+    dim = as_float(exp.data.dim)
     if exp.data.gradients != "none":
         est.working.append(
             Part(
                 "data.dim",
-                f"one trial's gradients, {_n(n)} chunks x {_n(dim)} floats, "
+                f"one trial's gradients, {num(n)} chunks x {num(dim)} floats, "
                 f"{GRADIENT_COPIES} copies",
                 GRADIENT_COPIES * n * dim * 8,
                 "lower data.dim or data.chunks, or set data.gradients: none",
@@ -180,7 +180,7 @@ def estimate(exp: Experiment) -> Estimate:
     est.working.append(
         Part(
             "schemes" if schemes > 1 else "trials",
-            f"the summary rows of one range of trials ({_n(min(trials, RANGE_TRIALS))} "
+            f"the summary rows of one range of trials ({num(min(trials, RANGE_TRIALS))} "
             f"trials x {schemes} schemes) and the list of ranges",
             min(trials, RANGE_TRIALS) * schemes * ROW_BYTES
             + math.ceil(trials / RANGE_TRIALS) * RANGE_BYTES,
@@ -190,7 +190,7 @@ def estimate(exp: Experiment) -> Estimate:
     est.table.append(
         Part(
             "trials",
-            f"reading the summary back ({_n(trials)} trials x {schemes} schemes) for its table",
+            f"reading the summary back ({num(trials)} trials x {schemes} schemes) for its table",
             trials * (schemes * TABLE_ROW_BYTES + TABLE_TRIAL_BYTES),
             "lower trials (a sweep over seed splits a long run into points)",
         )
@@ -207,14 +207,14 @@ def estimate(exp: Experiment) -> Estimate:
                     "lower cluster.workers (or switch off output.decode_cond, data.gradients)",
                 )
             )
-    traced = min(_f(exp.output.events_trials), trials)
+    traced = min(as_float(exp.output.events_trials), trials)
     events = sum(m * s for s in steps) * DES_EVENT_SECONDS
     fast = sum(FAST_TRIAL_SECONDS + FAST_STEP_SECONDS * m * s for s in steps)
     engine = events if exp.engine == "des" else fast
     est.run_seconds.append(
         Part(
             "trials",
-            f"simulating {_n(trials)} trials of {schemes} schemes, "
+            f"simulating {num(trials)} trials of {schemes} schemes, "
             f"{format_duration(engine)} or more each",
             (trials - traced) * engine + traced * events,
             "lower trials",
@@ -224,7 +224,7 @@ def estimate(exp: Experiment) -> Estimate:
         est.run_seconds.append(
             Part(
                 "data.dim",
-                f"drawing {_n(n)} x {_n(dim)} gradient floats a trial",
+                f"drawing {num(n)} x {num(dim)} gradient floats a trial",
                 trials * GRADIENT_SECONDS * n * dim,
                 "lower data.dim, or set data.gradients: none",
             )
@@ -235,7 +235,7 @@ def estimate(exp: Experiment) -> Estimate:
 def _steps(scheme: Any, m: float, n: float) -> float:
     """The most chunks one worker of this scheme computes."""
     load = getattr(scheme, "load", None)
-    return _f(load) if load is not None else math.ceil(n / m)
+    return as_float(load) if load is not None else math.ceil(n / m)
 
 
 def _scheme_costs(
@@ -248,7 +248,7 @@ def _scheme_costs(
     est.held.append(
         Part(
             key,
-            f"{what}: its assignment and order, {_n(m)} workers x {_n(steps)} chunks",
+            f"{what}: its assignment and order, {num(m)} workers x {num(steps)} chunks",
             entries * ENTRY_BYTES,
             "lower cluster.workers or the load",
         )
@@ -257,7 +257,7 @@ def _scheme_costs(
         est.plan_seconds.append(
             Part(
                 f"{key}.assignment",
-                f"{what}: building its {scheme.assignment} assignment of {_n(entries)} entries",
+                f"{what}: building its {scheme.assignment} assignment of {num(entries)} entries",
                 entries * LAYOUT_SECONDS,
                 "lower cluster.workers or the load",
             )
@@ -276,118 +276,16 @@ def _scheme_costs(
         est.plan_seconds.append(
             Part(
                 f"{key}.ordering",
-                f"{what}: {method} over {_n(entries)} entries",
+                f"{what}: {method} over {num(entries)} entries",
                 cost,
                 "use ordering: natural or random, or fewer workers",
             )
         )
-    construction = getattr(scheme, "construction", None)
-    if construction is None:
-        return _partial_decode(est, exp, scheme, key, n)
-    ell = _f(scheme.ell)
-    s = max(0.0, _f(scheme.load) - ell)
-    rows = max(1.0, m - s)
-    if construction == "polynomial":
-        est.held.append(
-            Part(
-                key,
-                f"{what}: its polynomial encoder, {_n(m)} x {_n(m)} x {_n(ell)} floats",
-                m * m * ell * 8 * 2,
-                "lower cluster.workers",
-            )
-        )
-        est.plan_seconds.append(
-            Part(
-                key,
-                f"{what}: building the polynomial code for {_n(m)} workers",
-                POLYNOMIAL_SECONDS * m * m,
-                "lower cluster.workers",
-            )
-        )
-    else:
-        est.held.append(
-            Part(
-                key,
-                f"{what}: its code, a dense {_n(m)} x {_n(n)} matrix",
-                m * n * 8,
-                "lower cluster.workers",
-            )
-        )
-    if construction == "random":
-        candidates = _f(scheme.candidates)
-        scored = candidates > 1 and s > 0
-        transient = [
-            Part(
-                f"{key}.candidates",
-                f"{what}: {_n(candidates)} candidate codes of {_n(m)} x {_n(m)} floats",
-                candidates * m * m * 8,
-                f"lower {key}.candidates (1 keeps the first code)",
-            )
-        ]
-        if scored:
-            transient.append(
-                Part(
-                    "cluster.workers",
-                    f"{what}: scoring its candidate codes, {PROBES} matrices of {_n(rows)} x "
-                    f"{_n(m)}",
-                    PROBES * rows * m * 8 * 1.2,
-                    f"lower cluster.workers, or {key}.candidates to 1 (no scoring)",
-                )
-            )
-        est.planning.append(transient)
-        est.plan_seconds.append(
-            Part(
-                f"{key}.candidates",
-                f"{what}: drawing {_n(candidates)} random codes"
-                + (f" and scoring each by {PROBES} SVDs of {_n(rows)} x {_n(m)} matrices"
-                   if scored else ""),
-                candidates * m * LAYOUT_SECONDS
-                + (candidates * PROBES * SVD_SECONDS * rows * m * m if scored else 0.0),
-                f"lower {key}.candidates (1 keeps the first code) or cluster.workers",
-            )
-        )  # fmt: skip
-    # A decode solves or factors (rows x m) matrices (x ell for least squares over blocks).
-    width = m * (ell if scheme.mode == "approximate" or construction == "generic" else 1.0)
-    est.working.append(
-        Part(
-            key,
-            f"{what}: one decode, {_n(rows)} x {_n(width)} matrices, 3 copies",
-            3 * rows * width * 8,
-            "lower cluster.workers",
-        )
-    )
-    solves = 0.0
-    if exp.output.decode_cond and not _few_sets(m, s):
-        solves += 1
-    if exp.data.gradients != "none":
-        solves += 1
-    if construction == "generic":
-        solves += s + 1  # a least-squares check per upload once m - s have arrived
-    return solves * SVD_SECONDS * rows * width * width / max(ell, 1.0)
+    # What only the protocol knows (its code, its decoder) it adds itself.
+    return scheme.costs(est, exp, key, m, n)
 
 
-def _partial_decode(est: Estimate, exp: Experiment, scheme: Any, key: str, n: float) -> float:
-    """The per-trial decode of a scheme with ``ell`` and no code construction (partial_gc):
-    a pseudo-inverse or SVD per chunk of an ell x holders matrix (holders = load on the
-    regular assignments)."""
-    ell = getattr(scheme, "ell", None)
-    if ell is None:
-        return 0.0
-    load = _f(scheme.load)
-    size = n * _f(ell) * load
-    est.working.append(
-        Part(
-            key,
-            f"{key} (partial_gc): one decode, {_n(n)} chunks x {_n(ell)} x {_n(load)} "
-            "matrices, 3 copies",
-            3 * size * 8,
-            "lower cluster.workers or the load",
-        )
-    )
-    return SVD_SECONDS * size * _f(ell) if exp.data.gradients != "none" else 0.0
-
-
-def _few_sets(m: float, s: float) -> bool:
+def few_sets(m: float, s: float) -> bool:
     """Whether original_gc keeps a condition number per set of m - s uploaders: at most
     ``CACHED_SETS`` sets (C(m, s)), so that trials then cost no SVD."""
     if s > m:
@@ -474,9 +372,9 @@ def problems(exp: Experiment, memory: float | None = None) -> list[tuple[str, st
     return out
 
 
-def _n(value: float) -> str:
+def num(value: float) -> str:
     """A count for a message: 10,000,000 (or 1.0e+40 when it is astronomical)."""
-    value = _f(value)
+    value = as_float(value)
     return f"{value:,.0f}" if value < 1e15 else f"{value:.1e}"
 
 

@@ -21,16 +21,20 @@ order of simultaneous arrivals give the same bits; see docs/PROTOCOLS.md section
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 from pydantic import Field
 
+from ..budget import SVD_SECONDS, Estimate, Part, as_float, num
 from ..engine.fast import INF, Block, Evaluator, Rows
 from ..streams import generator
 from .base import NOTHING, UPLOAD, Decoded, Message, Protocol, Reaction, Tags, Trial, decoded_if
 from .numerics import cond, sum_weights
 from .scheme_config import FirstUploads, LoadedScheme
+
+if TYPE_CHECKING:
+    from ..config import Experiment
 
 #: Decodes (weights, cond, residual) kept per set of senders; beyond this many sets new ones are
 #: solved each time (at m = 12, k = 9 there are 220 sets; at m = 20, k = 16, 4,845).
@@ -50,6 +54,19 @@ class BernoulliGCConfig(FirstUploads, LoadedScheme):
 
     def most_steps(self, workers: int, chunks: int) -> int:
         return chunks  # a draw may give one worker every chunk
+
+    def costs(self, est: Estimate, exp: Experiment, key: str, m: float, n: float) -> float:
+        """The optimal decoder's least squares: a k x N solve per trial (sets of senders
+        rarely repeat); the one-step decoder costs a sum."""
+        if self.decoding != "optimal":
+            return 0.0
+        # Costs are estimated before the values are checked: k and fraction may both be unset.
+        k = as_float(self.k) if self.k is not None else (self.fraction or 1.0) * m
+        est.working.append(
+            Part(key, f"{key} ({self.protocol}): one decode, {num(k)} x {num(n)} matrices, "
+                 "3 copies", 3 * k * n * 8, "lower cluster.workers")
+        )  # fmt: skip
+        return SVD_SECONDS * k * n * n
 
 
 class BernoulliTrial(Trial):

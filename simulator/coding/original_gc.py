@@ -19,11 +19,22 @@ best combination of what arrived; ``residual`` is its coefficient-space residual
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
+from ..budget import (
+    LAYOUT_SECONDS,
+    POLYNOMIAL_SECONDS,
+    PROBES,
+    SVD_SECONDS,
+    Estimate,
+    Part,
+    as_float,
+    few_sets,
+    num,
+)
 from ..engine.fast import INF, Block, Evaluator, Rows, arrival_order
 from ..streams import generator
 from .base import (
@@ -50,6 +61,9 @@ from .numerics import (
 )
 from .polynomial import PolynomialCode, evaluation_points, vandermonde
 from .scheme_config import CodedScheme, Problems
+
+if TYPE_CHECKING:
+    from ..config import Experiment
 
 #: Exact decodes' condition numbers are kept per set of uploaders while there are at most this
 #: many sets, holding at most _SET_CACHE_INDICES worker indices in all (about 12 MiB): 1,140 sets
@@ -94,6 +108,91 @@ class OriginalGCConfig(CodedScheme):
                 )
             ]
         return []
+
+    def costs(self, est: Estimate, exp: Experiment, key: str, m: float, n: float) -> float:
+        """Its code (held while trials run; candidates scored while planning) and its decodes
+        (a solve or factorization of (m - s) x m matrices per trial)."""
+        what = f"{key} ({self.protocol})"
+        ell = as_float(self.ell)
+        s = max(0.0, as_float(self.load) - ell)
+        rows = max(1.0, m - s)
+        if self.construction == "polynomial":
+            est.held.append(
+                Part(
+                    key,
+                    f"{what}: its polynomial encoder, {num(m)} x {num(m)} x {num(ell)} floats",
+                    m * m * ell * 8 * 2,
+                    "lower cluster.workers",
+                )
+            )
+            est.plan_seconds.append(
+                Part(
+                    key,
+                    f"{what}: building the polynomial code for {num(m)} workers",
+                    POLYNOMIAL_SECONDS * m * m,
+                    "lower cluster.workers",
+                )
+            )
+        else:
+            est.held.append(
+                Part(
+                    key,
+                    f"{what}: its code, a dense {num(m)} x {num(n)} matrix",
+                    m * n * 8,
+                    "lower cluster.workers",
+                )
+            )
+        if self.construction == "random":
+            candidates = as_float(self.candidates)
+            scored = candidates > 1 and s > 0
+            transient = [
+                Part(
+                    f"{key}.candidates",
+                    f"{what}: {num(candidates)} candidate codes of {num(m)} x {num(m)} floats",
+                    candidates * m * m * 8,
+                    f"lower {key}.candidates (1 keeps the first code)",
+                )
+            ]
+            if scored:
+                transient.append(
+                    Part(
+                        "cluster.workers",
+                        f"{what}: scoring its candidate codes, {PROBES} matrices of {num(rows)} x "
+                        f"{num(m)}",
+                        PROBES * rows * m * 8 * 1.2,
+                        f"lower cluster.workers, or {key}.candidates to 1 (no scoring)",
+                    )
+                )
+            est.planning.append(transient)
+            est.plan_seconds.append(
+                Part(
+                    f"{key}.candidates",
+                    f"{what}: drawing {num(candidates)} random codes"
+                    + (f" and scoring each by {PROBES} SVDs of {num(rows)} x {num(m)} matrices"
+                       if scored else ""),
+                    candidates * m * LAYOUT_SECONDS
+                    + (candidates * PROBES * SVD_SECONDS * rows * m * m if scored else 0.0),
+                    f"lower {key}.candidates (1 keeps the first code) or cluster.workers",
+                )
+            )  # fmt: skip
+        # A decode solves or factors (rows x m) matrices (x ell for least squares over blocks).
+        width = m * (ell if self.mode == "approximate" or self.construction == "generic" else 1.0)
+        est.working.append(
+            Part(
+                key,
+                f"{what}: one decode, {num(rows)} x {num(width)} matrices, 3 copies",
+                3 * rows * width * 8,
+                "lower cluster.workers",
+            )
+        )
+        solves = 0.0
+        if exp.output.decode_cond and not few_sets(m, s):
+            solves += 1
+        if exp.data.gradients != "none":
+            solves += 1
+        if self.construction == "generic":
+            solves += s + 1  # a least-squares check per upload once m - s have arrived
+        return solves * SVD_SECONDS * rows * width * width / max(ell, 1.0)
 
     def problems(self, key: str, workers: int, chunks: int) -> Problems:
         problems = super().problems(key, workers, chunks)

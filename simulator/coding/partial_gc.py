@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from ..budget import SVD_SECONDS, Estimate, Part, as_float, num
 from ..engine.fast import (
     INF,
     Block,
@@ -186,6 +187,9 @@ class PartialTrial(Trial):
         )
 
 
+if TYPE_CHECKING:
+    from ..config import Experiment
+
 #: Largest (subsets, chunks, holders) array the fast engine builds its table of ell = 2 closed
 #: forms from, once per run (beyond it, the closed form is computed per block).
 _TABLE_ELEMENTS = 2**20
@@ -214,6 +218,22 @@ class PartialGCConfig(CodedScheme):
     """The partial-straggler protocol: processed chunks count even if a worker has not finished."""
 
     protocol: Literal["partial_gc"]
+
+    def costs(self, est: Estimate, exp: Experiment, key: str, m: float, n: float) -> float:
+        """Its decode: a pseudo-inverse or SVD per chunk of an ell x holders matrix (holders =
+        load on the regular assignments)."""
+        ell, load = as_float(self.ell), as_float(self.load)
+        size = n * ell * load
+        est.working.append(
+            Part(
+                key,
+                f"{key} (partial_gc): one decode, {num(n)} chunks x {num(ell)} x "
+                f"{num(load)} matrices, 3 copies",
+                3 * size * 8,
+                "lower cluster.workers or the load",
+            )
+        )
+        return SVD_SECONDS * size * ell if exp.data.gradients != "none" else 0.0
 
 
 class PartialGC(Protocol):

@@ -9,12 +9,16 @@ assignment built or the engines are made a step above, in ``config``.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from ..models import Label, PositiveFloat, Strict
 from .assignment import CONFIG_ASSIGNMENTS
+
+if TYPE_CHECKING:
+    from ..budget import Estimate
+    from ..config import Experiment
 
 Problems = list[tuple[str, str]]
 
@@ -37,6 +41,12 @@ class SchemeConfig(Strict):
     def most_steps(self, workers: int, chunks: int) -> int:
         """The most chunks a worker of this scheme may compute (sizes the 64-bit counts)."""
         return -(-chunks // workers)
+
+    def costs(self, est: Estimate, exp: Experiment, key: str, m: float, n: float) -> float:
+        """Add what only this protocol costs (its code, its decoder's matrices) to a run's
+        budget estimate (``budget.Estimate``: the assignment, order, engine and gradients are
+        counted there); return its CPU seconds per trial beyond the engine's."""
+        return 0.0
 
 
 class SplitScheme(SchemeConfig):
