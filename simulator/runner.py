@@ -31,7 +31,7 @@ from .engine.choice import engine_description, scheme_engines
 from .engine.des import EventRecorder, simulate_row
 from .engine.fast import run_trials_fast
 from .parquet import ParquetStream, schema_of
-from .schema import EVENT_COLUMNS, SUMMARY_COLUMNS
+from .schema import EVENT_COLUMNS, SUMMARY, SUMMARY_COLUMNS, TABLE_COLUMNS
 from .streams import TRIAL_BLOCK
 from .tuning import simulating
 
@@ -94,14 +94,11 @@ def scheme_table(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-#: The summary columns ``scheme_table`` reads (besides scheme and protocol), in output order.
-TABLE_COLUMNS = ("completion_time", "decoded", "upload_floats", "download_floats", "messages",
-                 "control_messages", "rel_error")  # fmt: skip
-
-
 def _column_stats(column: str, values: pd.Series) -> dict[str, float]:
-    """One scheme's statistics of one summary column (``values``: its rows, in file order)."""
-    if column == "completion_time":
+    """One scheme's statistics of one summary column (``values``: its rows, in file order),
+    as the column's ``stats`` in ``schema.SUMMARY`` asks."""
+    kind = _STATS[column]
+    if kind == "time":
         times = values.to_numpy()
         finite = times[np.isfinite(times)]
         return {
@@ -111,11 +108,14 @@ def _column_stats(column: str, values: pd.Series) -> dict[str, float]:
             "p95_time": _quantile(times, 0.95),
             "mean_time_decoded": float(np.mean(finite)) if finite.size else float("nan"),
         }
-    if column == "decoded":
-        return {"decode_rate": float(values.mean())}
-    if column == "rel_error":
-        return {"mean_rel_error": float(values.mean()), "max_rel_error": float(values.max())}
+    if kind == "rate":
+        return {f"{column.removesuffix('d')}_rate": float(values.mean())}
+    if kind == "error":
+        return {f"mean_{column}": float(values.mean()), f"max_{column}": float(values.max())}
     return {f"mean_{column}": float(values.mean())}
+
+
+_STATS = {c.name: c.stats for c in SUMMARY if c.stats}
 
 
 def scheme_table_of_file(path: Path) -> pd.DataFrame:

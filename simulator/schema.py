@@ -28,6 +28,7 @@ class Column:
     meaning: str
     agree: str = "exact"  # exact | time | numeric (see the module docstring)
     fill: object = None  # an engine's value before it knows better (None: the dtype's zero)
+    stats: str = ""  # the per-scheme statistics of the run table: time | rate | error | mean
 
 
 #: Tolerances (rtol, atol) of the ``agree`` kinds that are not exact.
@@ -39,15 +40,16 @@ SUMMARY = (
     Column("protocol", "str", "", "the protocol the scheme runs"),
     Column("trial", "int64", "", "trial index; schemes share the trial's draws"),
     Column("completion_time", "float64", "time",
-           "when the PS has its estimate (inf: never decoded)", "time", float("inf")),
-    Column("decoded", "bool", "", "whether the PS produced an estimate"),
+           "when the PS has its estimate (inf: never decoded)", "time", float("inf"), "time"),
+    Column("decoded", "bool", "", "whether the PS produced an estimate", stats="rate"),
     Column("rel_error", "float64", "",
            "||g_hat - g||^2 / ||g||^2 of the decoded estimate (NaN: undecoded or gradients off)",
-           "numeric", float("nan")),
-    Column("upload_floats", "int64", "floats", "floats sent worker -> PS, data uploads"),
-    Column("download_floats", "int64", "floats", "floats sent PS -> workers"),
-    Column("messages", "int64", "", "data uploads worker -> PS"),
-    Column("control_messages", "int64", "", "control messages (chunk reports)"),
+           "numeric", float("nan"), "error"),
+    Column("upload_floats", "int64", "floats", "floats sent worker -> PS, data uploads",
+           stats="mean"),
+    Column("download_floats", "int64", "floats", "floats sent PS -> workers", stats="mean"),
+    Column("messages", "int64", "", "data uploads worker -> PS", stats="mean"),
+    Column("control_messages", "int64", "", "control messages (chunk reports)", stats="mean"),
     Column("chunks_computed", "int64", "chunks", "chunk computations finished by the stop"),
     Column("chunks_used", "int64", "chunks", "chunk computations that entered the estimate"),
     Column("decode_cond", "float64", "",
@@ -95,5 +97,10 @@ SCHEMES = (
 SUMMARY_COLUMNS = {c.name: c.dtype for c in SUMMARY}
 EVENT_COLUMNS = {c.name: c.dtype for c in EVENTS}
 SCHEME_COLUMNS = {c.name: c.dtype for c in SCHEMES}
+#: Summary columns the run table summarises per scheme (``runner.scheme_table``): in schema
+#: order, errors last (the table's columns read times, rates, traffic, then accuracy).
+TABLE_COLUMNS = tuple(
+    c.name for c in sorted((c for c in SUMMARY if c.stats), key=lambda c: c.stats == "error")
+)
 #: Summary columns the engines compute (the rest identify the row).
 RESULT_COLUMNS = tuple(c.name for c in SUMMARY[3:])
