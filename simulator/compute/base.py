@@ -8,9 +8,9 @@ line (see docs/design.md, "How to add a compute-time distribution"):
 - ``sampler(source_dir)``: an object that draws blocks of times (``draw(rng, shape)``). A
   parametric distribution is its own sampler; one that needs data (empirical) or parts
   (bimodal) builds one, loading files once.
-- ``mean()``, ``var()``, ``cdf(x)``: the law, for ``theory`` and the validation suite; None
+- ``mean()``, ``var()``, ``cdf(x)``, ``sf(x)``: the law, for ``theory`` and the validation suite; None
   where the model alone cannot say (a heavy tail's mean is ``inf``, not None). Give a scipy
-  frozen distribution from ``frozen()`` and all three follow.
+  frozen distribution from ``frozen()`` and all four follow.
 - ``tail_time()``: a time exceeded with probability at most ``TAIL`` (the config refuses
   settings whose times would overflow when added up).
 - ``atoms(key)``: where the law puts mass on single values, so draws tie (the fast engine
@@ -52,6 +52,8 @@ class Sampler(Protocol):
     def var(self) -> float | None: ...
 
     def cdf(self, x: ArrayLike) -> np.ndarray | None: ...
+
+    def sf(self, x: ArrayLike) -> np.ndarray | None: ...
 
     def tail_time(self) -> float: ...
 
@@ -101,6 +103,15 @@ class Dist(Strict):
         """P(time <= x), elementwise."""
         law = self.frozen()
         return None if law is None else law.cdf(np.asarray(x, dtype=float))
+
+    def sf(self, x: ArrayLike) -> np.ndarray | None:
+        """P(time > x), elementwise: 1 - cdf, but exact where the cdf rounds to 1 (the heavy
+        tails whose mean ``theory`` integrates)."""
+        law = self.frozen()
+        if law is not None:
+            return law.sf(np.asarray(x, dtype=float))
+        cdf = self.cdf(x)
+        return None if cdf is None else 1.0 - cdf
 
     def tail_time(self) -> float:
         """A time a draw exceeds with probability at most ``TAIL`` (an upper bound where the

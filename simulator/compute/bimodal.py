@@ -45,6 +45,9 @@ class Bimodal(Dist):
     def cdf(self, x: ArrayLike) -> np.ndarray | None:
         return self._law().cdf(x)
 
+    def sf(self, x: ArrayLike) -> np.ndarray | None:
+        return self._law().sf(x)
+
     def tail_time(self) -> float:
         return self._law().tail_time()
 
@@ -91,6 +94,12 @@ class Mixture:
 
     def cdf(self, x: ArrayLike) -> np.ndarray | None:
         a, b = self.fast.cdf(x), self.slow.cdf(x)
+        if a is None or b is None:
+            return None
+        return (1 - self.p) * a + self.p * b
+
+    def sf(self, x: ArrayLike) -> np.ndarray | None:
+        a, b = self.fast.sf(x), self.slow.sf(x)
         if a is None or b is None:
             return None
         return (1 - self.p) * a + self.p * b

@@ -29,6 +29,9 @@ class Deterministic(Dist):
     def cdf(self, x: ArrayLike) -> np.ndarray:
         return (np.asarray(x, dtype=float) >= self.value).astype(float)
 
+    def sf(self, x: ArrayLike) -> np.ndarray:
+        return (np.asarray(x, dtype=float) < self.value).astype(float)
+
     def tail_time(self) -> float:
         return self.value
 

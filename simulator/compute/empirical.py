@@ -93,5 +93,8 @@ class Resampled:
         x = np.asarray(x, dtype=float)
         return np.searchsorted(self._sorted, x, side="right") / self._sorted.size
 
+    def sf(self, x: ArrayLike) -> np.ndarray:
+        return 1.0 - self.cdf(x)
+
     def tail_time(self) -> float:
         return float(self._sorted[-1])
