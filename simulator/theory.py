@@ -72,6 +72,8 @@ _X_MAX, _DIVERGES = 1e300, 1e-9
 #: (the closed forms then agree to about 1e-13).
 _TOLERANCE = 1e-13
 _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(32)
+#: Bounds on the halving (a jump the pieces do not fall on converges slowly: stop, it is small).
+_MAX_DEPTH, _MAX_PIECES = 60, 4000
 
 
 def mean_from_sf(sf: Callable[[np.ndarray], np.ndarray]) -> float:
@@ -80,6 +82,11 @@ def mean_from_sf(sf: Callable[[np.ndarray], np.ndarray]) -> float:
     in log time (a power tail is then an exponential one). inf when the tail decays too slowly
     to have a mean."""
 
+    with np.errstate(all="ignore"):  # scipy's sf overflows on its way to 0 far in a tail
+        return _mean_from_sf(sf)
+
+
+def _mean_from_sf(sf: Callable[[np.ndarray], np.ndarray]) -> float:
     def at(x: float) -> float:
         return float(sf(np.asarray(x, dtype=float)))
 
@@ -109,12 +116,19 @@ def _integral(f: Callable[[np.ndarray], np.ndarray], a: float, b: float, tol: fl
         return half * float(np.dot(_WEIGHTS, f(half * _NODES + (lo + half))))
 
     stack = [(a, b, gauss(a, b), 0)]
-    total = 0.0
+    total, pieces = 0.0, 0
     while stack:
         lo, hi, whole, depth = stack.pop()
         mid = 0.5 * (lo + hi)
         left, right = gauss(lo, mid), gauss(mid, hi)
-        if abs(left + right - whole) <= tol * (hi - lo) / (b - a) or depth >= 60:
+        if not math.isfinite(left + right):
+            raise ValueError(f"the survival function is not finite on [{lo}, {hi}]")
+        pieces += 1
+        if (
+            abs(left + right - whole) <= tol * (hi - lo) / (b - a)
+            or depth >= _MAX_DEPTH
+            or pieces >= _MAX_PIECES
+        ):
             total += left + right
         else:
             stack += [(lo, mid, left, depth + 1), (mid, hi, right, depth + 1)]

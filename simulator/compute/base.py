@@ -8,9 +8,9 @@ line (see docs/design.md, "How to add a compute-time distribution"):
 - ``sampler(source_dir)``: an object that draws blocks of times (``draw(rng, shape)``). A
   parametric distribution is its own sampler; one that needs data (empirical) or parts
   (bimodal) builds one, loading files once.
-- ``mean()``, ``var()``, ``cdf(x)``, ``sf(x)``: the law, for ``theory`` and the validation suite; None
-  where the model alone cannot say (a heavy tail's mean is ``inf``, not None). Give a scipy
-  frozen distribution from ``frozen()`` and all four follow.
+- ``mean()``, ``var()``, ``cdf(x)``, ``sf(x)``: the law, for ``theory`` and the validation
+  suite; None where the model alone cannot say (a heavy tail's mean is ``inf``, not None).
+  Give a scipy frozen distribution from ``frozen()`` and all four follow.
 - ``tail_time()``: a time exceeded with probability at most ``TAIL`` (the config refuses
   settings whose times would overflow when added up).
 - ``atoms(key)``: where the law puts mass on single values, so draws tie (the fast engine

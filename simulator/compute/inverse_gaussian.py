@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..strict import PositiveFloat
 from .base import LOG_TAIL, Dist
@@ -33,6 +34,14 @@ class InverseGaussian(Dist):
         from scipy import stats
 
         return stats.invgauss(self.mu / self.shape, scale=self.shape)
+
+    def sf(self, x: ArrayLike) -> np.ndarray:
+        """scipy's sf gives NaN far in the tail (x of 1e10 at mu 1, shape 3: an overflow in its
+        log1p), where the survival is 0 in float64."""
+        x = np.asarray(x, dtype=float)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = self.frozen().sf(x)
+        return np.where(np.isnan(out) & (x > self.mu), 0.0, out)
 
     def tail_time(self) -> float:
         # Chernoff at s = shape / (2 mu^2), where the moment generating function is still
