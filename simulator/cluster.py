@@ -6,18 +6,27 @@ comparisons are paired trial by trial. Draws are made in blocks of ``TRIAL_BLOCK
 block from its own named stream, so any split of a run on block boundaries gives the same numbers.
 With ``per: chunk`` every step k has its own stream: a scheme with a larger load only reads more
 steps, it never changes the steps a smaller load reads.
+
+A block is drawn in two layers: the configured distribution (``compute/``, one model per
+``dist``) draws every time, then a ``WorkerStates`` model multiplies each (trial, worker) by a
+factor. Today's is ``IndependentWorkers`` (the configured slowdowns, no state); a model of
+persistent stragglers plugs in there (see ``WorkerStates`` for the rule that keeps blocks
+independent).
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from . import config as cfg
+from .errors import ConfigError
 from .streams import TRIAL_BLOCK, generator
+
+if TYPE_CHECKING:
+    from .config import Experiment
 
 
 @dataclass(frozen=True)
@@ -54,55 +63,47 @@ class TrialDraw:
         return self.step_times.tolist(), self.down.tolist(), self.crash_time.tolist()
 
 
-class Sampler:
-    """Draws samples of one configured distribution (empirical data is loaded once)."""
+class WorkerStates(Protocol):
+    """The seam for a model of each worker's state: per-(trial, worker) factors multiplying the
+    compute times the distribution drew for a block (a state that persists, a slowdown that
+    drifts, a two-state straggler chain...).
 
-    def __init__(self, dist: cfg.Distribution, source_dir: Path):
-        self.dist = dist
-        self.fast = self.slow = None
-        self.values: np.ndarray | None = None
-        if isinstance(dist, cfg.Bimodal):
-            self.fast = Sampler(dist.fast, source_dir)
-            self.slow = Sampler(dist.slow, source_dir)
-        if isinstance(dist, cfg.Empirical):
-            self.values = cfg.read_empirical(source_dir / dist.file, dist.column)
+    ``factors(block, trials)`` gives the factors of trials ``block * TRIAL_BLOCK`` onwards,
+    shape (trials, workers), or (1, workers) when every trial has the same ones. It must be a
+    function of the block alone (no state carried between calls), so that any range of trials
+    can still be drawn on its own, by any process, in any order. A model whose state evolves
+    over trials keeps that property by keying its random streams by block
+    (``streams.generator(seed, "<its name>", block)``) and starting each block's chain afresh
+    from a law that does not depend on earlier blocks (its stationary distribution, drawn from
+    that block's stream); a model of state carried over the iterations of one training run
+    keeps it by making the iterations an axis within a trial, never across trials.
+    """
 
-    def draw(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-        d = self.dist
-        match d:
-            case cfg.Deterministic():
-                return np.full(shape, d.value)
-            case cfg.Exponential():
-                return rng.exponential(1.0 / d.rate, shape)
-            case cfg.ShiftedExponential():
-                return d.shift + rng.exponential(1.0 / d.rate, shape)
-            case cfg.Pareto():
-                return d.scale * (1.0 + rng.pareto(d.alpha, shape))  # numpy's pareto is Lomax
-            case cfg.Weibull():
-                return d.scale * rng.weibull(d.shape, shape)
-            case cfg.Lognormal():
-                return rng.lognormal(d.mu, d.sigma, shape)
-            case cfg.Gamma():
-                return rng.gamma(d.shape, d.scale, shape)
-            case cfg.Bimodal():
-                slow = rng.random(shape) < d.p_slow
-                return np.where(slow, self.slow.draw(rng, shape), self.fast.draw(rng, shape))
-            case cfg.Empirical():
-                return rng.choice(self.values, size=shape, replace=True)
-        raise TypeError(f"unknown distribution {d!r}")
+    def factors(self, block: int, trials: int) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class IndependentWorkers:
+    """No state: trials are independent, and worker j's times are multiplied by its configured
+    ``slowdown`` factor in every trial."""
+
+    slowdown: np.ndarray  # (workers,)
+
+    def factors(self, block: int, trials: int) -> np.ndarray:
+        return self.slowdown[None, :]
 
 
 class Cluster:
     """Draws realizations for an experiment; ``steps`` is how many chunk computations any
     worker of any scheme may need."""
 
-    def __init__(self, exp: cfg.Experiment, steps: int):
+    def __init__(self, exp: Experiment, steps: int):
         self.exp = exp
         self.workers = exp.cluster.workers
         self.steps = steps
-        self.sampler = Sampler(exp.cluster.compute, exp.source_dir)
+        self.sampler = exp.cluster.compute.sampler(exp.source_dir)
         slowdown = exp.cluster.slowdown or [1.0] * self.workers
-        self.slowdown = np.asarray(slowdown, dtype=float)
+        self.states: WorkerStates = IndependentWorkers(np.asarray(slowdown, dtype=float))
         self.fixed_down = np.zeros(self.workers, dtype=bool)
         self.fixed_down[list(exp.cluster.failures.workers)] = True
 
@@ -128,10 +129,11 @@ class Cluster:
             times = np.empty((n, m, self.steps))
             for k in range(self.steps):
                 times[:, :, k] = self.sampler.draw(generator(seed, "compute", block, k), (n, m))
+        factors = self.states.factors(block, n)
         with np.errstate(over="ignore"):  # an overflow is reported just below, by its key
-            times *= self.slowdown[None, :, None]
+            times *= factors[:, :, None]
         if not np.isfinite(times).all():  # finite parameters whose draws overflow float64
-            raise cfg.ConfigError(
+            raise ConfigError(
                 [("cluster.compute", "draws times that overflow float64 (inf or NaN); use "
                   "smaller times or slowdowns (or larger rates)")]
             )  # fmt: skip
@@ -146,7 +148,7 @@ class Cluster:
         return times, down, crash
 
 
-def gradients(exp: cfg.Experiment, trial: int) -> np.ndarray | None:
+def gradients(exp: Experiment, trial: int) -> np.ndarray | None:
     """The per-chunk gradients g_i of one trial (chunks x dim), or None when numerics are off."""
     if exp.data.gradients == "none":
         return None

@@ -9,13 +9,11 @@ load larger than the cluster, a deadline missing in approximate mode) from ``_se
 from __future__ import annotations
 
 import collections
-import math
 import types
 import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-import numpy as np
 import yaml
 from pydantic import (
     BaseModel,
@@ -29,6 +27,9 @@ from . import budget, yaml_loading
 from .coding.layout import layout_problems
 from .coding.registry import PROTOCOLS
 from .coding.scheme_config import AssignedScheme, SchemeConfig
+from .compute.base import TAIL
+from .compute.registry import DIST_NAMES as DIST_NAMES
+from .compute.registry import Distribution
 from .engine.choice import fast_problems
 from .errors import ConfigError as ConfigError  # re-exported: callers import it from here too
 from .models import (  # re-exported
@@ -54,88 +55,8 @@ from .models import (
 )
 
 # --------------------------------------------------------------------------------------------
-# Compute-time distributions
-
-
-class _Dist(Strict):
-    per: Literal["worker", "chunk"] = "worker"
-    """worker: one draw per worker per trial (a slow worker is slow on every chunk);
-    chunk: a fresh draw for every chunk a worker computes."""
-
-
-class Deterministic(_Dist):
-    dist: Literal["deterministic"]
-    value: NonNegFloat
-
-
-class Exponential(_Dist):
-    dist: Literal["exponential"]
-    rate: PositiveFloat
-
-
-class ShiftedExponential(_Dist):
-    dist: Literal["shifted_exponential"]
-    shift: NonNegFloat
-    rate: PositiveFloat
-
-
-class Pareto(_Dist):
-    dist: Literal["pareto"]
-    scale: PositiveFloat
-    alpha: PositiveFloat
-
-
-class Weibull(_Dist):
-    dist: Literal["weibull"]
-    scale: PositiveFloat
-    shape: PositiveFloat
-
-
-class Lognormal(_Dist):
-    dist: Literal["lognormal"]
-    mu: float
-    sigma: PositiveFloat
-
-
-class Gamma(_Dist):
-    dist: Literal["gamma"]
-    shape: PositiveFloat
-    scale: PositiveFloat
-
-
-class Empirical(_Dist):
-    dist: Literal["empirical"]
-    file: str
-    column: str
-    """Samples are drawn with replacement from this column of a CSV or parquet file (a path
-    relative to the config file)."""
-
-
-class Bimodal(_Dist):
-    dist: Literal["bimodal"]
-    p_slow: Annotated[float, Field(ge=0, le=1)]
-    fast: Distribution
-    slow: Distribution
-
-
-Distribution = Annotated[
-    Deterministic
-    | Exponential
-    | ShiftedExponential
-    | Pareto
-    | Weibull
-    | Lognormal
-    | Gamma
-    | Bimodal
-    | Empirical,
-    Field(discriminator="dist"),
-]
-Bimodal.model_rebuild()
-
-DIST_NAMES = [
-    "deterministic", "exponential", "shifted_exponential", "pareto", "weibull", "lognormal",
-    "gamma", "bimodal", "empirical",
-]  # fmt: skip
+# Compute-time distributions: one module each in compute/; ``Distribution`` (the union of the
+# models, by their ``dist`` key) and ``DIST_NAMES`` come from compute/registry.py.
 
 # --------------------------------------------------------------------------------------------
 # Cluster, data, output
@@ -332,47 +253,14 @@ def _layout_problems(exp: Experiment, scheme: AssignedScheme, key: str, label: s
     )
 
 
-def _distribution_problems(dist: Any, key: str, nested: bool) -> list[tuple[str, str]]:
-    problems: list[tuple[str, str]] = []
-    if nested and "per" in dist.model_fields_set:
-        problems.append((f"{key}.per", "set 'per' on the outer (bimodal) distribution only"))
-    if isinstance(dist, Bimodal):
-        problems += _distribution_problems(dist.fast, f"{key}.fast", nested=True)
-        problems += _distribution_problems(dist.slow, f"{key}.slow", nested=True)
-    return problems
+def _distribution_problems(dist: Distribution, key: str, nested: bool) -> list[tuple[str, str]]:
+    """What the compute distribution's types cannot say (each distribution knows its own)."""
+    return dist.problems(key, nested)
 
 
 #: Largest time (in the config's unit) a setting may reach: far beyond any meaningful one, and
 #: far enough from float overflow (1.8e308) that no sum of times in a trial gets there.
 MAX_TIME = 1e100
-#: Compute times are judged at this upper-tail probability (rarer draws are never seen).
-TAIL = 1e-12
-
-
-def _exp(x: float) -> float:
-    return math.inf if x > 709.0 else math.exp(x)
-
-
-def tail_time(dist: Any) -> float:
-    """A compute time that a draw of ``dist`` exceeds with probability at most ``TAIL`` (an
-    upper bound where the quantile has no closed form; inf where it overflows). Empirical
-    data is checked finite when read, so it counts 0 here."""
-    t = math.log(1 / TAIL)
-    if isinstance(dist, Deterministic):
-        return dist.value
-    if isinstance(dist, Exponential | ShiftedExponential):
-        return getattr(dist, "shift", 0.0) + t / dist.rate
-    if isinstance(dist, Pareto):
-        return dist.scale * _exp(t / dist.alpha)
-    if isinstance(dist, Weibull):
-        return dist.scale * _exp(math.log(t) / dist.shape)
-    if isinstance(dist, Lognormal):
-        return _exp(dist.mu + dist.sigma * 7.035)  # P(Z > 7.035) < 1e-12
-    if isinstance(dist, Gamma):  # sub-gamma tail: P(X > k + sqrt(2kt) + t) <= e^-t, scale 1
-        return dist.scale * (dist.shape + math.sqrt(2 * dist.shape * t) + t)
-    if isinstance(dist, Bimodal):
-        return max(tail_time(dist.fast), tail_time(dist.slow))
-    return 0.0
 
 
 def _time_problems(exp: Experiment) -> list[tuple[str, str]]:
@@ -381,7 +269,7 @@ def _time_problems(exp: Experiment) -> list[tuple[str, str]]:
     run said decoded at time inf. Each chunk time (its tail, times the slowdown), message
     delay, detection timeout and deadline must stay below MAX_TIME."""
     cluster, problems = exp.cluster, []
-    tail = tail_time(cluster.compute)
+    tail = cluster.compute.tail_time()
     slowest = max(cluster.slowdown, default=1.0)
     network = cluster.network
     floats = float(min(max(exp.data.dim, exp.cluster.workers), 10**300))  # a message, roughly
@@ -419,49 +307,9 @@ def _time_problems(exp: Experiment) -> list[tuple[str, str]]:
     return problems
 
 
-def read_empirical(path: Path, column: str, key: str = "cluster.compute") -> np.ndarray:
-    """Non-negative finite samples from a CSV or parquet column, or ConfigError naming the key."""
-    import pandas as pd
-
-    try:
-        found = path.is_file()
-    except OSError as exc:  # a name too long for the file system, ...
-        raise ConfigError([(f"{key}.file", f"cannot use {path}: {exc.strerror}")]) from None
-    if not found:
-        raise ConfigError([(f"{key}.file", f"empirical data file not found: {path}")])
-    try:
-        frame = pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
-    except Exception as exc:  # noqa: BLE001 - any reader failure is a problem with the file
-        raise ConfigError([(f"{key}.file", f"cannot read {path}: {_one_line(exc)}")]) from None
-    if column not in frame.columns:
-        columns = ", ".join(map(str, frame.columns))
-        raise ConfigError(
-            [(f"{key}.column", f"no column {column!r} in {path}; columns: {columns}")]
-        )
-    values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
-    if values.size == 0 or not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise ConfigError(
-            [
-                (
-                    f"{key}.column",
-                    f"column {column!r} of {path} must hold non-negative finite numbers only",
-                )
-            ]
-        )
-    return values
-
-
-def _empirical_problems(dist: Any, key: str, source_dir: Path) -> list[tuple[str, str]]:
-    if isinstance(dist, Bimodal):
-        return _empirical_problems(dist.fast, f"{key}.fast", source_dir) + _empirical_problems(
-            dist.slow, f"{key}.slow", source_dir
-        )
-    if isinstance(dist, Empirical):
-        try:
-            read_empirical(source_dir / dist.file, dist.column, key)
-        except ConfigError as exc:
-            return exc.problems
-    return []
+def _empirical_problems(dist: Distribution, key: str, source_dir: Path) -> list[tuple[str, str]]:
+    """Problems with the files the compute distribution reads (an empirical one's data)."""
+    return dist.data_problems(key, source_dir)
 
 
 def _one_line(exc: BaseException) -> str:

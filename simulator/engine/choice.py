@@ -131,15 +131,8 @@ def engine_description(exp: Experiment) -> str:
 
 def atoms(dist: Any, key: str) -> list[tuple[str, str]]:
     """Where a compute distribution puts probability on single values (so draws tie):
-    [(dotted key, kind)]."""
-    kind = getattr(dist, "dist", None)
-    if kind == "deterministic":
-        return [(f"{key}.dist", "deterministic")]
-    if kind == "empirical":
-        return [(f"{key}.dist", "empirical (resampled, so repeated)")]
-    if kind == "bimodal":
-        return atoms(dist.fast, f"{key}.fast") + atoms(dist.slow, f"{key}.slow")
-    return []
+    [(dotted key, kind)], as the distribution itself declares (``compute/``)."""
+    return dist.atoms(key)
 
 
 def _unknown(model: Any, key: str) -> Problems:

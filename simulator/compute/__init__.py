@@ -1,0 +1,1 @@
+"""Compute-time distributions: one module each, listed in ``registry`` (see ``base.Dist``)."""
