@@ -2,8 +2,8 @@
 against the per-column digests of the committed baseline, so that the default test run
 catches an unintended change in any column of summary.parquet or events.parquet.
 
-The whole corpus (57 runs, about a minute) is ``python experiments/regression/run_corpus.py
-check experiments/regression/baseline-12634a0.json``; this runs the fastest configs that
+The whole corpus (60 runs, about a minute) is ``python experiments/regression/run_corpus.py
+check experiments/regression/baseline-LATEST.json`` (see ``BASELINE``); this runs the fastest configs that
 between them cover both engines and every protocol, through the same code (the CLI, in this
 process). The BLAS-dependent float columns (rel_error, decode_cond, residual) are accepted at
 the documented tolerance with a warning when their bits moved: another CPU picks other
@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPUS_DIR = ROOT / "experiments" / "regression"
 BASELINE = CORPUS_DIR / "baseline-12634a0.json"
 
-#: The fastest runs that cover both engines (des: p16, f03, n03; fast: p17, p10, x06), every
-#: protocol (p16 and p17 run all six), the three original_gc constructions (random and
+#: The fastest runs that cover both engines (des: p16, f03, n03; fast: p17, p10, x06, p20),
+#: every protocol (p16 and p17 run the six of the first corpus, p20 bernoulli_gc), the three original_gc constructions (random and
 #: polynomial in p16/p17, generic in p10), crashes (f03), the network with a shared link
 #: (n03), a file-based assignment (p10) and a run over several realization blocks with traced
 #: trials split from the rest (x06).
@@ -39,6 +39,7 @@ QUICK = (
     "f03_crashes",
     "n03_shared_ingress",
     "x06_several_blocks",
+    "p20_bernoulli_gc_fast",
 )
 
 
