@@ -3,7 +3,7 @@ against the per-column digests of the committed baseline, so that the default te
 catches an unintended change in any column of summary.parquet or events.parquet.
 
 The whole corpus (60 runs, about a minute) is ``python experiments/regression/run_corpus.py
-check experiments/regression/baseline-LATEST.json`` (see ``BASELINE``); this runs the fastest configs that
+check experiments/regression/baseline-a1449c4.json``; this runs the fastest configs that
 between them cover both engines and every protocol, through the same code (the CLI, in this
 process). The BLAS-dependent float columns (rel_error, decode_cond, residual) are accepted at
 the documented tolerance with a warning when their bits moved: another CPU picks other
@@ -25,7 +25,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS_DIR = ROOT / "experiments" / "regression"
-BASELINE = CORPUS_DIR / "baseline-12634a0.json"
+BASELINE = CORPUS_DIR / "baseline-a1449c4.json"
 
 #: The fastest runs that cover both engines (des: p16, f03, n03; fast: p17, p10, x06, p20),
 #: every protocol (p16 and p17 run the six of the first corpus, p20 bernoulli_gc), the three original_gc constructions (random and
