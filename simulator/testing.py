@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from .coding.base import Protocol, Trial
-from .coding.layout import build_assignment
+from .coding.layout import scheme_assignment
 from .coding.registry import PROTOCOLS, build
 from .coding.scheme_config import AssignedScheme, LoadedScheme, SplitScheme
 from .config import Experiment, from_dict
@@ -208,7 +208,7 @@ def check_plan(cls: type[Protocol], example: dict) -> None:
     if isinstance(spec, LoadedScheme) and not cls.tags.random_layout:
         assert all(len(order) == spec.load for order in orders), "every worker holds load chunks"
     if isinstance(spec, AssignedScheme):
-        assignment = build_assignment(
+        assignment = scheme_assignment(
             spec, WORKERS, exp.chunks, exp.seed, exp.labels()[0], exp.source_dir
         )
         for worker, order in enumerate(orders):

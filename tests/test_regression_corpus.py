@@ -28,10 +28,10 @@ CORPUS_DIR = ROOT / "experiments" / "regression"
 BASELINE = CORPUS_DIR / "baseline-a1449c4.json"
 
 #: The fastest runs that cover both engines (des: p16, f03, n03; fast: p17, p10, x06, p20),
-#: every protocol (p16 and p17 run the six of the first corpus, p20 bernoulli_gc), the three original_gc constructions (random and
-#: polynomial in p16/p17, generic in p10), crashes (f03), the network with a shared link
-#: (n03), a file-based assignment (p10) and a run over several realization blocks with traced
-#: trials split from the rest (x06).
+#: every protocol (p16 and p17 run the six of the first corpus, p20 bernoulli_gc), the three
+#: original_gc constructions (random and polynomial in p16/p17, generic in p10), crashes (f03),
+#: the network with a shared link (n03), a file-based assignment (p10) and a run over several
+#: realization blocks with traced trials split from the rest (x06).
 QUICK = (
     "p16_all_protocols_des",
     "p17_all_protocols_fast",

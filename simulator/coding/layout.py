@@ -30,7 +30,7 @@ def _assignment_seed(seed: int, spec) -> int:
     return layout_seed(seed, f"{spec.assignment}:load={spec.load}", "assignment")
 
 
-def build_assignment(spec, workers: int, chunks: int, seed: int, label: str, source_dir: Path):
+def scheme_assignment(spec, workers: int, chunks: int, seed: int, label: str, source_dir: Path):
     """The scheme's assignment in its natural order (ValueError on a file or shape problem):
     ``assignment.build_assignment`` with the config's file and the seed keyed by kind and load."""
     name = getattr(spec, "assignment", "cyclic")
@@ -70,7 +70,7 @@ def build_order(spec, held: list[list[int]], chunks: int, seed: int, label: str)
 
 
 def scheme_orders(spec, exp: Experiment, label: str) -> list[list[int]]:
-    held = build_assignment(spec, exp.cluster.workers, exp.chunks, exp.seed, label, exp.source_dir)
+    held = scheme_assignment(spec, exp.cluster.workers, exp.chunks, exp.seed, label, exp.source_dir)
     return build_order(spec, held, exp.chunks, exp.seed, label)
 
 
@@ -79,7 +79,7 @@ def layout_problems(
 ) -> list[tuple[str, str]]:
     """What is wrong with a scheme's assignment and ordering, as (dotted key, message)."""
     try:
-        held = build_assignment(spec, exp_workers, chunks, seed, label, source_dir)
+        held = scheme_assignment(spec, exp_workers, chunks, seed, label, source_dir)
     except (ValueError, OSError) as exc:
         where = "assignment_file" if getattr(spec, "assignment_file", None) else "assignment"
         return [(f"{key}.{where}", str(exc))]

@@ -745,10 +745,6 @@ def optimal(
 
 ORDERINGS = ("natural", "random", "optimal")
 
-#: The one builder of named assignments lives in ``assignment.py``; this name stays so that
-#: callers of ``ordering.build_assignment`` (reproduce/paper.py) keep working.
-build_assignment = asg.build_assignment
-
 
 #: What ``ordering_report`` costs, measured on 2 busy cores: about 20 us and 600 bytes per
 #: assignment entry (m x load: lists, the Q_max pass, JSON; m = 1,000,000, load 1: 26 s and

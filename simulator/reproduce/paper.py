@@ -236,7 +236,7 @@ def qmax_table(workers: int = 20, load: int = 4, seed: int = 0) -> pd.DataFrame:
     """Q_max(ell) of natural, random and optimal orders on the three assignments, and the bound."""
     rows = []
     for kind in ASSIGNMENTS:
-        held = ordr.build_assignment(kind, workers, load, seed)
+        held = asg.build_assignment(kind, workers, load, seed)
         orders = {
             "natural": ordr.natural(held),
             "random": ordr.random_order(held, seed),
