@@ -58,7 +58,6 @@ from .des import simulate_row
 if TYPE_CHECKING:
     from ..config import Experiment
 
-_DECODER_CACHE = 4096
 #: Trials evaluated together (a slice) are cut so that one (trials, m, steps) array holds
 #: about this many numbers (1 MiB of floats, so a scheme's arrays stay in cache: about 1.5x
 #: faster at m = 20 and 200 than slices of 2**20 numbers) ...
@@ -357,7 +356,7 @@ def run_trials_fast(
     while start < stop:
         end = min((start // TRIAL_BLOCK + blocks) * TRIAL_BLOCK, stop)
         # One draw per realization block: drawing the range at once concatenates the blocks,
-        # a copy of every step time that _block makes anyway.
+        # a copy of every step time that make_block makes anyway.
         cuts = [start, *range((start // TRIAL_BLOCK + 1) * TRIAL_BLOCK, end, TRIAL_BLOCK), end]
         draws = [cluster.draw(lo, hi - lo) for lo, hi in zip(cuts, cuts[1:], strict=False)]
         for lo in range(start, end, per_slice):
