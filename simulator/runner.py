@@ -96,26 +96,28 @@ def scheme_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 def _column_stats(column: str, values: pd.Series) -> dict[str, float]:
     """One scheme's statistics of one summary column (``values``: its rows, in file order),
-    as the column's ``stats`` in ``schema.SUMMARY`` asks."""
-    kind = _STATS[column]
+    as the column's ``stats`` in ``schema.SUMMARY`` asks, keyed by its ``short`` name:
+    time -> mean_, median_, p95_, mean_<short>_decoded; rate -> <short>_rate; error -> mean_,
+    max_; mean -> mean_."""
+    kind, short = _STATS[column]
     if kind == "time":
         times = values.to_numpy()
         finite = times[np.isfinite(times)]
         return {
             # Mean and quantiles over all trials: inf where undecoded trials weigh in.
-            "mean_time": float(np.mean(times)),
-            "median_time": _quantile(times, 0.5),
-            "p95_time": _quantile(times, 0.95),
-            "mean_time_decoded": float(np.mean(finite)) if finite.size else float("nan"),
+            f"mean_{short}": float(np.mean(times)),
+            f"median_{short}": _quantile(times, 0.5),
+            f"p95_{short}": _quantile(times, 0.95),
+            f"mean_{short}_decoded": float(np.mean(finite)) if finite.size else float("nan"),
         }
     if kind == "rate":
-        return {f"{column.removesuffix('d')}_rate": float(values.mean())}
+        return {f"{short}_rate": float(values.mean())}
     if kind == "error":
-        return {f"mean_{column}": float(values.mean()), f"max_{column}": float(values.max())}
-    return {f"mean_{column}": float(values.mean())}
+        return {f"mean_{short}": float(values.mean()), f"max_{short}": float(values.max())}
+    return {f"mean_{short}": float(values.mean())}
 
 
-_STATS = {c.name: c.stats for c in SUMMARY if c.stats}
+_STATS = {c.name: (c.stats, c.short or c.name) for c in SUMMARY if c.stats}
 
 
 def scheme_table_of_file(path: Path) -> pd.DataFrame:
@@ -456,13 +458,23 @@ def _run_one(exp, protocols: list[Protocol], draw, rows: list, traces: list) -> 
     keep_events = draw.trial < exp.output.events_trials
     for protocol in protocols:
         recorder = EventRecorder() if keep_events else None
-        rows.append(_ROW(simulate_row(exp, protocol, draw, grads, truth, recorder)))
+        rows.append(_row(simulate_row(exp, protocol, draw, grads, truth, recorder)))
         if recorder is not None:
             traces.extend((protocol.label, draw.trial, *row) for row in recorder.rows)
 
 
-#: A row by column name as the tuple ``_frame`` takes (a missing column is a KeyError).
+#: A row by column name as the tuple ``_frame`` takes.
 _ROW = operator.itemgetter(*SUMMARY_COLUMNS)
+
+
+def _row(values: dict[str, object]) -> tuple:
+    try:
+        return _ROW(values)
+    except KeyError as missing:
+        raise KeyError(
+            f"engine/des.py:simulate_row gives no value for the summary column {missing} "
+            "(every column of simulator/schema.py SUMMARY needs one)"
+        ) from None
 
 
 def _frame(rows: list[tuple], columns: dict[str, str]) -> pd.DataFrame:

@@ -29,6 +29,7 @@ class Column:
     agree: str = "exact"  # exact | time | numeric (see the module docstring)
     fill: object = None  # an engine's value before it knows better (None: the dtype's zero)
     stats: str = ""  # the per-scheme statistics of the run table: time | rate | error | mean
+    short: str = ""  # the name its statistics are keyed by (mean_<short>...); "" = its name
 
 
 #: Tolerances (rtol, atol) of the ``agree`` kinds that are not exact.
@@ -40,8 +41,10 @@ SUMMARY = (
     Column("protocol", "str", "", "the protocol the scheme runs"),
     Column("trial", "int64", "", "trial index; schemes share the trial's draws"),
     Column("completion_time", "float64", "time",
-           "when the PS has its estimate (inf: never decoded)", "time", float("inf"), "time"),
-    Column("decoded", "bool", "", "whether the PS produced an estimate", stats="rate"),
+           "when the PS has its estimate (inf: never decoded)", "time", float("inf"), "time",
+           "time"),
+    Column("decoded", "bool", "", "whether the PS produced an estimate", stats="rate",
+           short="decode"),
     Column("rel_error", "float64", "",
            "||g_hat - g||^2 / ||g||^2 of the decoded estimate (NaN: undecoded or gradients off)",
            "numeric", float("nan"), "error"),

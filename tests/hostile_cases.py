@@ -789,6 +789,7 @@ def engine_disagreement(run_dir: Path, source_dir: Path) -> str | None:
 
     from simulator import config as cfg
     from simulator.runner import run
+    from simulator.schema import SUMMARY, TOLERANCES
 
     data = _run_config(run_dir)
     if data is None:
@@ -804,16 +805,16 @@ def engine_disagreement(run_dir: Path, source_dir: Path) -> str | None:
             frames[engine] = run(exp).summary
         except Exception as exc:  # noqa: BLE001 - a crash of one engine is the finding
             return f"engine {engine} raised {type(exc).__name__}: {exc}"
-    exact = ["scheme", "trial", "decoded", "upload_floats", "download_floats", "messages",
-             "control_messages", "chunks_computed", "chunks_used"]  # fmt: skip
+    exact = [c.name for c in SUMMARY if c.agree == "exact" and c.name != "protocol"]
     for engine, frame in frames.items():
         if len(frame) != len(written):
             return f"{engine}: {len(frame)} rows, the run wrote {len(written)}"
         for column in exact:
             if not np.array_equal(frame[column].to_numpy(), written[column].to_numpy()):
                 return f"engine {engine} disagrees with the run on {column}"
-        for column, rtol, atol in (("completion_time", 1e-12, 0.0), ("rel_error", 1e-9, 1e-25),
-                                   ("decode_cond", 1e-9, 1e-25)):  # fmt: skip
+        for column in (c for c in SUMMARY if c.agree in TOLERANCES):
+            rtol, atol = TOLERANCES[column.agree]
+            column = column.name
             a, b = frame[column].to_numpy(dtype=float), written[column].to_numpy(dtype=float)
             if not np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=True):
                 return f"engine {engine} disagrees with the run on {column}"

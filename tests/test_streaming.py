@@ -273,24 +273,20 @@ def test_the_table_of_a_file_is_the_table_of_the_frame(
     errors = rng.random(rows) * 1e-3
     errors[rng.random(rows) < 0.3] = math.nan
     names = rng.choice(schemes, rows)
-    frame = pd.DataFrame(
-        {
-            "scheme": names,
-            "protocol": [f"p-{name}" for name in names],
-            "trial": np.arange(rows),
-            "completion_time": times,
-            "decoded": np.isfinite(times),
-            "rel_error": errors,
-            "upload_floats": rng.integers(0, 10**6, rows),
-            "download_floats": rng.integers(0, 10**6, rows),
-            "messages": rng.integers(0, 40, rows),
-            "control_messages": rng.integers(0, 40, rows),
-            "chunks_computed": rng.integers(0, 40, rows),
-            "chunks_used": rng.integers(0, 40, rows),
-            "decode_cond": rng.random(rows),
-            "residual": rng.random(rows),
-        }
-    ).astype(SUMMARY_COLUMNS)
+    values = {
+        "scheme": names,
+        "protocol": [f"p-{name}" for name in names],
+        "trial": np.arange(rows),
+        "completion_time": times,
+        "decoded": np.isfinite(times),
+        "rel_error": errors,
+    }
+    for column, dtype in SUMMARY_COLUMNS.items():  # the rest, whatever the schema holds
+        if column not in values:
+            values[column] = (rng.integers(0, 10**6, rows) if dtype == "int64"
+                              else rng.random(rows) < 0.5 if dtype == "bool"
+                              else rng.random(rows))  # fmt: skip
+    frame = pd.DataFrame(values).astype(SUMMARY_COLUMNS)
     path = tmp_path_factory.mktemp("table") / "summary.parquet"
     stream = ParquetStream(path, schema_of(SUMMARY_COLUMNS), rows_per_group=group)
     stream.append(frame)
