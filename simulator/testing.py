@@ -116,18 +116,20 @@ def assert_same_rows(des: pd.DataFrame, fast: pd.DataFrame) -> None:
     assert fast.dtypes.equals(des.dtypes)
     assert len(fast) == len(des)
     for column in SUMMARY:
+        a, b = fast[column.name].to_numpy(), des[column.name].to_numpy()
         if column.agree == "exact":
-            pd.testing.assert_series_equal(
-                fast[column.name], des[column.name], obj=f"column {column.name}"
-            )
+            same = (a == b) | (pd.isna(a) & pd.isna(b))
         else:
             rtol, atol = TOLERANCES[column.agree]
-            np.testing.assert_allclose(
-                fast[column.name].to_numpy(),
-                des[column.name].to_numpy(),
-                rtol=rtol,
-                atol=atol,
-                err_msg=column.name,
+            with np.errstate(invalid="ignore"):
+                same = np.isclose(a.astype(float), b.astype(float), rtol=rtol, atol=atol,
+                                  equal_nan=True)  # fmt: skip
+        if not np.all(same):
+            first = int(np.flatnonzero(~same)[0])
+            raise AssertionError(
+                f"{column.name} differs in {int(np.count_nonzero(~same))} of {len(a)} rows "
+                f"({column.agree}); first: scheme {des['scheme'].iloc[first]!r}, trial "
+                f"{des['trial'].iloc[first]}: fast {a[first]}, des {b[first]}"
             )
 
 
