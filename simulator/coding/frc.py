@@ -60,8 +60,11 @@ class FRC(Uncoded):
 
     def __init__(self, spec, exp, label):
         super().__init__(spec, exp, label)
-        self.orders = frc(self.workers, spec.load)
         self.groups = self.workers // spec.load
+
+    def plan_orders(self) -> list[list[int]]:
+        """Worker j holds the chunks of its group j // load (``assignment.frc``)."""
+        return frc(self.workers, self.spec.load)
 
     def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:
         return FRCTrial(self, grads)

@@ -55,9 +55,13 @@ class Uncoded(Protocol):
 
     def __init__(self, spec, exp, label):
         super().__init__(spec, exp, label)
-        self.orders = contiguous(self.workers, self.chunks)
+        self.orders = self.plan_orders()
         self.waits_for = self.workers
         """Uploads the PS decodes from (the first that arrive)."""
+
+    def plan_orders(self) -> list[list[int]]:
+        """Each worker's chunks: an even contiguous split."""
+        return contiguous(self.workers, self.chunks)
 
     def new_trial(self, down: np.ndarray, grads: np.ndarray | None) -> Trial:
         return SplitTrial(self, grads)

@@ -73,10 +73,11 @@ def scheme_problems(exp: Experiment, index: int) -> Problems:
                 f"no vectorised evaluation of protocol {spec.protocol!r}; fast supports {fast}",
             )
         ]
-    if not tags.tie_safe and atoms(exp.cluster.compute, "cluster.compute"):
+    found = [] if tags.tie_safe else atoms(exp.cluster.compute, "cluster.compute")
+    if found:
         return [
             (
-                atoms(exp.cluster.compute, "cluster.compute")[0][0],
+                found[0][0],
                 f"{spec.protocol} is sensitive to the order of simultaneous events",
             )
         ]
