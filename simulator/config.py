@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from . import budget, yaml_loading
+from . import workers as workers_model
 from .coding.layout import layout_problems
 from .coding.registry import PROTOCOLS
 from .coding.scheme_config import AssignedScheme, SchemeConfig
@@ -86,10 +87,21 @@ class Network(Strict):
 
 
 class Cluster(Strict):
+    """The workers and how they differ (``workers.py`` says how each key is drawn)."""
+
     workers: Annotated[int, Field(ge=1)]
-    compute: Distribution
-    slowdown: list[PositiveFloat] = []
-    """Optional per-worker factors multiplying every compute time (empty: all 1)."""
+    compute: Distribution | None = None
+    """The compute law of every worker not in a group (every worker without groups)."""
+    groups: list[workers_model.Group] = []
+    """Groups of workers with their own compute law (count, fraction, or the rest)."""
+    slowdown: workers_model.Slowdown = []
+    """Factors multiplying every compute time: a list (one per worker), a mapping
+    {worker: factor}, or {fraction, factor, pick} (empty: all 1)."""
+    racks: workers_model.Racks | None = None
+    stragglers: workers_model.MarkovStragglers | None = None
+    """Persistent stragglers: a two-state Markov chain per worker over the iterations."""
+    delay: Distribution | None = None
+    """A load-independent delay per worker and iteration, added before its first chunk."""
     failures: Failures = Failures()
     network: Network = Network()
 
@@ -140,6 +152,9 @@ class Experiment(Strict):
     """Names the run's directory, results/<name>/ (default: the config file's stem)."""
     seed: Annotated[int, Field(ge=0)] = 0
     trials: Annotated[int, Field(ge=1)]
+    iterations: Annotated[int, Field(ge=1)] = 1
+    """Iterations per trial: a trial is a run of this many iterations, one summary row each,
+    with worker states (``cluster.stragglers``) carried over them."""
     engine: Literal["des", "fast", "auto"] = "auto"
     """des: the SimPy event engine; fast: the vectorised engine (same results, only where it is
     exact: no crashes, no shared ingress, continuous compute times); auto: fast where exact."""
@@ -207,20 +222,19 @@ def _semantic_problems(exp: Experiment, layouts: bool = True) -> list[tuple[str,
     problems: list[tuple[str, str]] = []
     m, n = exp.cluster.workers, exp.chunks
     cluster = exp.cluster
-    if cluster.slowdown and len(cluster.slowdown) != m:
-        problems.append(
-            (
-                "cluster.slowdown",
-                f"expected one factor per worker ({m}), got {len(cluster.slowdown)}",
-            )
-        )
+    differ = workers_model.problems(cluster)
+    problems += differ
     for i, w in enumerate(cluster.failures.workers):
         if w >= m:
             problems.append(
                 (f"cluster.failures.workers.{i}", f"worker id {w} is out of range 0..{m - 1}")
             )
-    problems += _distribution_problems(cluster.compute, "cluster.compute", nested=False)
-    problems += _time_problems(exp)
+    if not differ:  # the laws below need groups that add up
+        for key, law, _, _ in workers_model.laws(cluster):
+            problems += _distribution_problems(law, key, nested=False)
+        if cluster.delay is not None:
+            problems += _distribution_problems(cluster.delay, "cluster.delay", nested=False)
+        problems += _time_problems(exp)
     # upload_floats and download_floats are int64 columns: every worker sending every chunk it
     # computes at full dimension must still be countable (dim = 10**19 raised OverflowError).
     steps = max(s.most_steps(m, n) for s in exp.schemes)
@@ -269,15 +283,16 @@ def _time_problems(exp: Experiment) -> list[tuple[str, str]]:
     run said decoded at time inf. Each chunk time (its tail, times the slowdown), message
     delay, detection timeout and deadline must stay below MAX_TIME."""
     cluster, problems = exp.cluster, []
-    tail = cluster.compute.tail_time()
-    slowest = max(cluster.slowdown, default=1.0)
+    tails = [(key, law.tail_time()) for key, law, _, _ in workers_model.laws(cluster)]
+    key, tail = max(tails, key=lambda pair: pair[1])
+    slowest = workers_model.slowest(cluster)
     network = cluster.network
     floats = float(min(max(exp.data.dim, exp.cluster.workers), 10**300))  # a message, roughly
     limit = f"beyond {MAX_TIME:.0e} (times that large overflow to infinity when added up)"
     if tail > MAX_TIME:
         problems.append(
             (
-                "cluster.compute",
+                key,
                 f"compute times reach {tail:.1e} (the {TAIL:.0e} upper tail), {limit}; "
                 "choose parameters with a lighter tail or a smaller time unit",
             )
@@ -617,7 +632,9 @@ def from_dict(
     exp._source_dir = Path(source_dir)
     size = budget.problems(exp)
     problems = _semantic_problems(exp, layouts=not size) + size
-    problems += _empirical_problems(exp.cluster.compute, "cluster.compute", Path(source_dir))
+    if not workers_model.problems(exp.cluster):
+        for key, law, _, _ in workers_model.laws(exp.cluster):
+            problems += _empirical_problems(law, key, Path(source_dir))
     if exp.engine == "fast" and not problems:
         problems += [
             (key, f"{message} (engine: fast is not exact here; use engine: auto or des)")

@@ -30,8 +30,16 @@ from .coding.registry import build
 from .engine.choice import engine_description, scheme_engines
 from .engine.des import EventRecorder, simulate_row
 from .engine.fast import run_trials_fast
+from .iterations import events_as_trials, summary_as_trials, traced_rounds
 from .parquet import ParquetStream, schema_of
-from .schema import EVENT_COLUMNS, SUMMARY, SUMMARY_COLUMNS, TABLE_COLUMNS
+from .schema import (
+    ENGINE_EVENT_COLUMNS,
+    ENGINE_SUMMARY_COLUMNS,
+    EVENT_COLUMNS,
+    SUMMARY,
+    SUMMARY_COLUMNS,
+    TABLE_COLUMNS,
+)
 from .streams import TRIAL_BLOCK
 from .tuning import simulating
 
@@ -280,13 +288,47 @@ def run_range(
     on_events: Callable[[pd.DataFrame], None] | None = None,
     protocols: list[Protocol] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Trials ``first .. first+count-1`` on the chosen engine. The fast engine keeps no event
-    traces, so the traced trials (the first ``output.events_trials``) always run on the event
-    engine; the two engines give the same rows, so the split never shows in the results. BLAS
-    runs on one thread meanwhile, and the cycle collector lazily (``tuning.simulating``).
-    ``protocols``: ``build(exp)`` made already (planning original_gc's code takes seconds at
-    m = 200, so a run plans once for all its ranges); built here otherwise. A row that
-    decoded at a time that is not finite is refused (``ConfigError``): float64 overflowed."""
+    """Trials ``first .. first+count-1`` on the chosen engine: the rounds of their iterations
+    (``iterations.py``), turned back into the run's rows. ``protocols``: ``build(exp)`` made
+    already (planning original_gc's code takes seconds at m = 200, so a run plans once for all
+    its ranges); built here otherwise."""
+    n, schemes = exp.iterations, len(exp.schemes)
+    streamed = None if on_events is None else lambda rows: on_events(events_as_trials(rows, n))
+    summary, events = run_rounds(
+        exp, first * n, count * n, _per_trial(progress, n), streamed, protocols
+    )
+    return summary_as_trials(summary, n, schemes), events_as_trials(events, n)
+
+
+def _per_trial(progress: Callable[[int], None] | None, n: int) -> Callable[[int], None] | None:
+    """``progress`` told of whole trials while the engines count rounds."""
+    if progress is None or n == 1:
+        return progress
+    rounds = [0]
+
+    def tell(more: int) -> None:
+        before = rounds[0] // n
+        rounds[0] += more
+        if rounds[0] // n > before:
+            progress(rounds[0] // n - before)
+
+    return tell
+
+
+def run_rounds(
+    exp: cfg.Experiment,
+    first: int,
+    count: int,
+    progress: Callable[[int], None] | None = None,
+    on_events: Callable[[pd.DataFrame], None] | None = None,
+    protocols: list[Protocol] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rounds ``first .. first+count-1`` on the chosen engine, as the engines' rows. The fast
+    engine keeps no event traces, so the traced rounds (every iteration of the first
+    ``output.events_trials`` trials) always run on the event engine; the two engines give the
+    same rows, so the split never shows in the results. BLAS runs on one thread meanwhile, and
+    the cycle collector lazily (``tuning.simulating``). A row that decoded at a time that is not
+    finite is refused (``ConfigError``): float64 overflowed."""
     with simulating():
         if protocols is None:
             protocols = build(exp)
@@ -295,9 +337,10 @@ def run_range(
         if not fast:
             summary, events = run_trials(exp, first, count, progress, on_events, protocols)
             return _finite(summary), events
-        traced_end = min(first + count, max(first, exp.output.events_trials))
-        summary, events = _frame([], SUMMARY_COLUMNS), _frame([], EVENT_COLUMNS)
-        if traced_end > first:  # traced trials: every scheme on the event engine
+        traced_end = min(first + count, max(first, traced_rounds(exp)))
+        summary = _frame([], ENGINE_SUMMARY_COLUMNS)
+        events = _frame([], ENGINE_EVENT_COLUMNS)
+        if traced_end > first:  # traced rounds: every scheme on the event engine
             summary, events = run_trials(
                 exp, first, traced_end - first, progress, on_events, protocols
             )
@@ -410,9 +453,10 @@ def run_trials(
     on_events: Callable[[pd.DataFrame], None] | None = None,
     protocols: list[Protocol] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Trials ``first .. first+count-1`` of every scheme on the event engine: (summary rows,
-    event rows). With ``on_events`` the event rows are handed to it in batches of at most
-    ``EVENT_BATCH`` rows (plus one trial's) instead, and the returned event frame is empty.
+    """Rounds ``first .. first+count-1`` (trials when ``iterations`` is 1) of every scheme on
+    the event engine: (summary rows, event rows), the engine's columns. With ``on_events``
+    the event rows are handed to it in batches of at most ``EVENT_BATCH`` rows (plus one
+    trial's) instead, and the returned event frame is empty.
     ``protocols``: ``build(exp)`` made already, else built here."""
     with simulating():
         return _run_trials(exp, first, count, progress, on_events, protocols)
@@ -437,25 +481,27 @@ def _run_trials(
         for trial in range(start, start + n):
             _run_one(exp, protocols, realization.trial(trial), rows, traces)
             if on_events is not None and len(traces) >= EVENT_BATCH:
-                on_events(_frame(traces, EVENT_COLUMNS))
+                on_events(_frame(traces, ENGINE_EVENT_COLUMNS))
                 traces = []
             if progress is not None:
                 progress(1)
         # Columnar per block: ~100 bytes a row instead of ~575 as Python tuples.
-        summaries.append(_frame(rows, SUMMARY_COLUMNS))
+        summaries.append(_frame(rows, ENGINE_SUMMARY_COLUMNS))
         start += n
-    summary = pd.concat(summaries, ignore_index=True) if summaries else _frame([], SUMMARY_COLUMNS)
+    summary = (
+        pd.concat(summaries, ignore_index=True) if summaries else _frame([], ENGINE_SUMMARY_COLUMNS)
+    )
     if on_events is not None:
         if traces:
-            on_events(_frame(traces, EVENT_COLUMNS))
+            on_events(_frame(traces, ENGINE_EVENT_COLUMNS))
         traces = []
-    return summary, _frame(traces, EVENT_COLUMNS)
+    return summary, _frame(traces, ENGINE_EVENT_COLUMNS)
 
 
 def _run_one(exp, protocols: list[Protocol], draw, rows: list, traces: list) -> None:
     grads = gradients(exp, draw.trial)
     truth = None if grads is None else grads.sum(axis=0)
-    keep_events = draw.trial < exp.output.events_trials
+    keep_events = draw.trial < traced_rounds(exp)
     for protocol in protocols:
         recorder = EventRecorder() if keep_events else None
         rows.append(_row(simulate_row(exp, protocol, draw, grads, truth, recorder)))
@@ -464,7 +510,7 @@ def _run_one(exp, protocols: list[Protocol], draw, rows: list, traces: list) -> 
 
 
 #: A row by column name as the tuple ``_frame`` takes.
-_ROW = operator.itemgetter(*SUMMARY_COLUMNS)
+_ROW = operator.itemgetter(*ENGINE_SUMMARY_COLUMNS)
 
 
 def _row(values: dict[str, object]) -> tuple:
@@ -473,7 +519,7 @@ def _row(values: dict[str, object]) -> tuple:
     except KeyError as missing:
         raise KeyError(
             f"engine/des.py:simulate_row gives no value for the summary column {missing} "
-            "(every column of simulator/schema.py SUMMARY needs one)"
+            "(every column of simulator/schema.py SUMMARY filled by the engine needs one)"
         ) from None
 
 

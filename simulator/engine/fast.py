@@ -51,7 +51,7 @@ import pandas as pd
 from ..cluster import Cluster, Realization, TrialDraw, gradients
 from ..coding.base import Protocol
 from ..coding.numerics import rel_error
-from ..schema import SUMMARY, SUMMARY_COLUMNS
+from ..schema import ENGINE_SUMMARY, ENGINE_SUMMARY_COLUMNS
 from ..streams import TRIAL_BLOCK
 from .des import simulate_row
 
@@ -145,7 +145,7 @@ class Rows:
     def __init__(self, n: int):
         self.columns: dict[str, np.ndarray] = {
             c.name: np.full(n, 0 if c.fill is None else c.fill, dtype=_DTYPES[c.dtype])
-            for c in SUMMARY[3:]
+            for c in ENGINE_SUMMARY[3:]
         }
         self.suspect = np.zeros(n, dtype=bool)
         self.estimate: Callable[[int, np.ndarray], np.ndarray] | None = None
@@ -336,7 +336,8 @@ def run_trials_fast(
     protocols: list[Protocol],
     progress: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
-    """Summary rows of trials ``first .. first+count-1`` of ``protocols`` (planned by
+    """Summary rows of rounds ``first .. first+count-1`` (a round is one iteration of a trial,
+    ``cluster.Cluster``; the ``trial`` column holds it) of ``protocols`` (planned by
     ``registry.build``; a subset of the run's schemes, in config order, when the others run on
     the event engine): the same rows, order, columns and dtypes as the event engine's
     (``runner.run_trials``). ``progress(n)`` is told of finished trials. The caller checks
@@ -366,7 +367,7 @@ def run_trials_fast(
                 progress(sum(piece.trials for piece in pieces))
         start = end
     data = {}
-    for column, dtype in SUMMARY_COLUMNS.items():
+    for column, dtype in ENGINE_SUMMARY_COLUMNS.items():
         if column == "scheme":
             data[column] = _repeated([p.label for p in protocols], count)
         elif column == "protocol":
@@ -377,7 +378,7 @@ def run_trials_fast(
             data[column] = np.concatenate([part[column] for part in parts])
         else:
             data[column] = np.empty(0, dtype=dtype)
-    return pd.DataFrame(data, columns=list(SUMMARY_COLUMNS))
+    return pd.DataFrame(data, columns=list(ENGINE_SUMMARY_COLUMNS))
 
 
 def _repeated(labels: list[str], count: int) -> pd.api.extensions.ExtensionArray:
@@ -421,7 +422,7 @@ def _run_block(
             result["decode_cond"] = np.full(n, np.nan)
     table = {
         column.name: np.stack([r[column.name] for r in results], axis=1).astype(column.dtype)
-        for column in SUMMARY[3:]
+        for column in ENGINE_SUMMARY[3:]
     }
     replay = np.stack([r.suspect for r in results], axis=1) | block.stalled[:, None]
     numerics = exp.data.gradients != "none"
