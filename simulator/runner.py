@@ -24,12 +24,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from . import config as cfg
-from .cluster import Cluster, gradients
+from .cluster import Cluster
 from .coding.base import Protocol
 from .coding.registry import build
 from .engine.choice import engine_description, scheme_engines
 from .engine.des import EventRecorder, simulate_row
 from .engine.fast import run_trials_fast
+from .engine.numbers import GradientSource, source_of
 from .iterations import events_as_trials, summary_as_trials, traced_rounds
 from .parquet import ParquetStream, schema_of
 from .schema import (
@@ -452,14 +453,16 @@ def run_trials(
     progress: Callable[[int], None] | None = None,
     on_events: Callable[[pd.DataFrame], None] | None = None,
     protocols: list[Protocol] | None = None,
+    source: GradientSource | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rounds ``first .. first+count-1`` (trials when ``iterations`` is 1) of every scheme on
     the event engine: (summary rows, event rows), the engine's columns. With ``on_events``
     the event rows are handed to it in batches of at most ``EVENT_BATCH`` rows (plus one
     trial's) instead, and the returned event frame is empty.
-    ``protocols``: ``build(exp)`` made already, else built here."""
+    ``protocols``: ``build(exp)`` made already, else built here; ``source``: where gradients
+    come from (``engine/numbers.py``), the config's by default."""
     with simulating():
-        return _run_trials(exp, first, count, progress, on_events, protocols)
+        return _run_trials(exp, first, count, progress, on_events, protocols, source)
 
 
 #: Event rows collected before they go to ``on_events``.
@@ -467,9 +470,10 @@ EVENT_BATCH = 1 << 16
 
 
 def _run_trials(
-    exp, first, count, progress, on_events, protocols=None
+    exp, first, count, progress, on_events, protocols=None, source=None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     protocols = build(exp) if protocols is None else protocols
+    source = source_of(exp) if source is None else source
     cluster = Cluster(exp, steps=max(p.steps for p in protocols))
     summaries: list[pd.DataFrame] = []
     traces: list[tuple] = []  # bounded: only the first output.events_trials trials are traced
@@ -479,7 +483,7 @@ def _run_trials(
         realization = cluster.draw(start, n)
         rows: list[tuple] = []
         for trial in range(start, start + n):
-            _run_one(exp, protocols, realization.trial(trial), rows, traces)
+            _run_one(exp, protocols, realization.trial(trial), rows, traces, source)
             if on_events is not None and len(traces) >= EVENT_BATCH:
                 on_events(_frame(traces, ENGINE_EVENT_COLUMNS))
                 traces = []
@@ -498,13 +502,14 @@ def _run_trials(
     return summary, _frame(traces, ENGINE_EVENT_COLUMNS)
 
 
-def _run_one(exp, protocols: list[Protocol], draw, rows: list, traces: list) -> None:
-    grads = gradients(exp, draw.trial)
-    truth = None if grads is None else grads.sum(axis=0)
+def _run_one(exp, protocols: list[Protocol], draw, rows: list, traces: list, source) -> None:
     keep_events = draw.trial < traced_rounds(exp)
     for protocol in protocols:
         recorder = EventRecorder() if keep_events else None
-        rows.append(_row(simulate_row(exp, protocol, draw, grads, truth, recorder)))
+        grads, truth = source.get(draw.trial, protocol)
+        row = simulate_row(exp, protocol, draw, grads, truth, recorder)
+        source.done(draw.trial, protocol, row["estimate"], row["completion_time"])
+        rows.append(_row(row))
         if recorder is not None:
             traces.extend((protocol.label, draw.trial, *row) for row in recorder.rows)
 

@@ -48,12 +48,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..cluster import Cluster, Realization, TrialDraw, gradients
+from ..cluster import Cluster, Realization, TrialDraw
 from ..coding.base import Protocol
 from ..coding.numerics import rel_error
 from ..schema import ENGINE_SUMMARY, ENGINE_SUMMARY_COLUMNS
 from ..streams import TRIAL_BLOCK
 from .des import simulate_row
+from .numbers import GradientSource, source_of
 
 if TYPE_CHECKING:
     from ..config import Experiment
@@ -335,13 +336,16 @@ def run_trials_fast(
     count: int,
     protocols: list[Protocol],
     progress: Callable[[int], None] | None = None,
+    source: GradientSource | None = None,
 ) -> pd.DataFrame:
     """Summary rows of rounds ``first .. first+count-1`` (a round is one iteration of a trial,
     ``cluster.Cluster``; the ``trial`` column holds it) of ``protocols`` (planned by
     ``registry.build``; a subset of the run's schemes, in config order, when the others run on
     the event engine): the same rows, order, columns and dtypes as the event engine's
     (``runner.run_trials``). ``progress(n)`` is told of finished trials. The caller checks
-    that the fast engine is exact for these schemes (``engine.choice``)."""
+    that the fast engine is exact for these schemes (``engine.choice``). ``source``: where the
+    gradients come from (``engine/numbers.py``; the config's by default)."""
+    source = source_of(exp) if source is None else source
     evaluators = [p.evaluator(exp) for p in protocols]
     cluster = Cluster(exp, steps=max(p.steps for p in protocols))
     parts: list[dict[str, np.ndarray]] = []
@@ -362,7 +366,7 @@ def run_trials_fast(
         draws = [cluster.draw(lo, hi - lo) for lo, hi in zip(cuts, cuts[1:], strict=False)]
         for lo in range(start, end, per_slice):
             pieces = _cut(draws, lo, min(end, lo + per_slice))
-            parts.append(_run_block(exp, protocols, evaluators, pieces))
+            parts.append(_run_block(exp, protocols, evaluators, pieces, source))
             if progress is not None:
                 progress(sum(piece.trials for piece in pieces))
         start = end
@@ -413,6 +417,7 @@ def _run_block(
     protocols: list[Protocol],
     evaluators: list[Evaluator],
     pieces: list[Realization],
+    source: GradientSource,
 ) -> dict[str, np.ndarray]:
     block = make_block(pieces)
     n = block.n
@@ -425,17 +430,20 @@ def _run_block(
         for column in ENGINE_SUMMARY[3:]
     }
     replay = np.stack([r.suspect for r in results], axis=1) | block.stalled[:, None]
-    numerics = exp.data.gradients != "none"
-    for t in np.nonzero(replay.any(axis=1) | numerics)[0] if n else []:
-        trial = block.first + int(t)
-        grads = gradients(exp, trial)
-        truth = None if grads is None else grads.sum(axis=0)
-        draw = block.trial(trial)
+    # Rounds in order, each scheme's in order: a training source carries state over them.
+    for t in np.nonzero(replay.any(axis=1) | source.active)[0] if n else []:
+        round_ = block.first + int(t)
+        draw = block.trial(round_)
         for s, (protocol, result) in enumerate(zip(protocols, results, strict=True)):
+            grads, truth = source.get(round_, protocol)
+            estimate = None
             if replay[t, s]:
                 row = simulate_row(exp, protocol, draw, grads, truth)
                 for column in table:
                     table[column][t, s] = row[column]
+                estimate = row["estimate"]
             elif truth is not None and result["decoded"][t]:
-                table["rel_error"][t, s] = rel_error(result.estimate(int(t), grads), truth)
+                estimate = result.estimate(int(t), grads)
+                table["rel_error"][t, s] = rel_error(estimate, truth)
+            source.done(round_, protocol, estimate, float(table["completion_time"][t, s]))
     return {column: values.reshape(-1) for column, values in table.items()}
