@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..schema import TRAINING_COLUMNS
+from ..tuning import simulating
 from .config import Training
 from .datasets import Dataset, load
 from .models import Model, model
@@ -68,33 +69,37 @@ class Trainer:
         accuracy = np.empty((iterations + 1, B))
         error = np.full((iterations + 1, B), np.nan)
         step = max(1, _WORK_FLOATS // self.data.samples)
-        for lo in range(0, B, step):
-            cols = slice(lo, min(B, lo + step))
-            self._descend(W[:, cols], used[:, cols], loss[:, cols], accuracy[:, cols],
-                          error[:, cols])  # fmt: skip
+        with simulating():  # one BLAS thread: small products, and the same bits on any machine
+            for lo in range(0, B, step):
+                cols = slice(lo, min(B, lo + step))
+                self._descend(W[:, cols], used[:, cols], loss[:, cols], accuracy[:, cols],
+                              error[:, cols])  # fmt: skip
         return _frame(first_trial, schemes, trials, time, loss, accuracy, error, used)
 
     def _descend(self, W, used, loss, accuracy, error) -> None:
         """Gradient descent on the columns of one batch, filling its rows of the outputs."""
         X, Xt, y, n = self.data.X, self.Xt, self.data.y, self.data.samples
-        lr, l2, fit = self.training.learning_rate, self.training.l2, self.model
-        chunk_of = self.data.chunk_of
+        lr, l2 = self.training.learning_rate, self.training.l2
+        sizes = self.data.chunk_sizes()
         theta = np.zeros((self.data.features, used.shape[1]))
-        Z = X @ theta
-        loss[0], accuracy[0] = fit.loss(Z, y), fit.accuracy(Z, y)
+        state = self.model.evaluate(X @ theta, y)
+        loss[0], accuracy[0] = state.loss, state.accuracy
         for i in range(used.shape[0]):
-            R = fit.residual(Z, y)
+            R = state.residual
             true = Xt @ R
-            # The decoded gradient is true + Xt @ (R * (w - 1)): the deviation is computed
-            # directly, so an exact scheme's round-off is measured, not lost in a subtraction of
-            # two nearly equal gradients, and all-ones weights give the true gradient bit for bit.
+            # The decoded gradient is true + Xt @ (R * (w - 1)) (w spread over each chunk's
+            # samples): the deviation is computed directly, so an exact scheme's round-off is
+            # measured, not lost in the difference of two nearly equal gradients, and weights
+            # of exactly 1 give the true gradient bit for bit.
             off = np.where(used[i][:, None], W[i] - 1.0, 0.0)
             if np.isnan(off).any():
                 raise ValueError(
                     "a decoded iteration has NaN decode weights (the engines' weights must be "
                     "finite wherever decoded is true)"
                 )
-            deviation = Xt @ (R * off.T[chunk_of])
+            spread = np.repeat(off.T, sizes, axis=0)
+            spread *= R
+            deviation = Xt @ spread
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = np.einsum("ij,ij->j", deviation, deviation) / np.einsum(
                     "ij,ij->j", true, true
@@ -104,10 +109,10 @@ class Trainer:
             grad /= n
             if l2:
                 grad += l2 * self.penalized * theta
-            grad *= used[i]  # a step that gave no gradient leaves theta where it was
-            theta -= lr * grad
-            Z = X @ theta
-            loss[i + 1], accuracy[i + 1] = fit.loss(Z, y), fit.accuracy(Z, y)
+            # A step that gave no gradient leaves theta where it was.
+            theta -= np.where(used[i], lr * grad, 0.0)
+            state = self.model.evaluate(X @ theta, y)
+            loss[i + 1], accuracy[i + 1] = state.loss, state.accuracy
 
 
 def train(
