@@ -54,8 +54,9 @@ def load(training: Training, chunks: int, seed: int) -> Dataset:
         raise ValueError(f"{description} has {n} samples, fewer than the {chunks} chunks")
     order = streams.generator(seed, "training", "shuffle").permutation(n)
     X = np.ascontiguousarray(np.column_stack([_standardized(features[order]), np.ones(n)]))
-    return Dataset(X, target[order].astype(np.float64), chunk_assignment(n, chunks), chunks,
-                   description)  # fmt: skip
+    return Dataset(
+        X, target[order].astype(np.float64), chunk_assignment(n, chunks), chunks, description
+    )
 
 
 def chunk_assignment(samples: int, chunks: int) -> np.ndarray:

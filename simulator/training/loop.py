@@ -72,8 +72,9 @@ class Trainer:
         with simulating():  # one BLAS thread: small products, and the same bits on any machine
             for lo in range(0, B, step):
                 cols = slice(lo, min(B, lo + step))
-                self._descend(W[:, cols], used[:, cols], loss[:, cols], accuracy[:, cols],
-                              error[:, cols])  # fmt: skip
+                self._descend(
+                    W[:, cols], used[:, cols], loss[:, cols], accuracy[:, cols], error[:, cols]
+                )
         return _frame(first_trial, schemes, trials, time, loss, accuracy, error, used)
 
     def _descend(self, W, used, loss, accuracy, error) -> None:
@@ -177,8 +178,7 @@ def _frame(first_trial, schemes, trials, time, loss, accuracy, error, used) -> p
     codes = np.repeat(np.tile(np.arange(S), trials), steps)
     columns = {
         "scheme": pd.Categorical.from_codes(codes, categories=list(schemes)).astype(str),
-        "trial": np.repeat(np.arange(first_trial, first_trial + trials, dtype=np.int64),
-                           S * steps),  # fmt: skip
+        "trial": np.repeat(np.arange(first_trial, first_trial + trials, dtype=np.int64), S * steps),
         "iteration": np.tile(np.arange(steps, dtype=np.int64), B),
         "time": time.T.ravel(),
         "loss": loss.T.ravel(),

@@ -130,9 +130,15 @@ def _loss_figure(frame, order, target, name, out: Path) -> list[Path]:
                 grid, mid, low, high = curves[scheme]
                 style = scheme_style(index)
                 ax.fill_between(grid, low, high, color=style.color, alpha=0.18, linewidth=0)
-                ax.plot(grid, mid, color=style.color, linestyle=style.linestyle,
-                        marker=style.marker, markevery=(index * 13 % 40 + 10, 80),
-                        label=scheme)  # fmt: skip
+                ax.plot(
+                    grid,
+                    mid,
+                    color=style.color,
+                    linestyle=style.linestyle,
+                    marker=style.marker,
+                    markevery=(index * 13 % 40 + 10, 80),
+                    label=scheme,
+                )
             ax.set_xlabel(TIME_LABEL)
             ax.set_ylabel(label)
             ax.set_xlim(left=0)
@@ -145,14 +151,26 @@ def _loss_figure(frame, order, target, name, out: Path) -> list[Path]:
                     ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
                     ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
                 if target is not None:
-                    ax.axhline(target, color="0.3", linestyle=(0, (4, 3)), linewidth=1.0,
-                               label=f"target loss {target:g}")  # fmt: skip
+                    ax.axhline(
+                        target,
+                        color="0.3",
+                        linestyle=(0, (4, 3)),
+                        linewidth=1.0,
+                        label=f"target loss {target:g}",
+                    )
         title = "Training loss against simulated time"
         fig.suptitle(f"{title}{f' — {name}' if name else ''} ({trials} trials)")
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside right upper", title="scheme")
-        fig.text(0.01, 0.005, f"{BAND_NOTE}; each curve ends at its scheme's median finishing "
-                 "time", fontsize=7, style="italic", ha="left", va="bottom")  # fmt: skip
+        fig.text(
+            0.01,
+            0.005,
+            f"{BAND_NOTE}; each curve ends at its scheme's median finishing time",
+            fontsize=7,
+            style="italic",
+            ha="left",
+            va="bottom",
+        )
         fig.get_layout_engine().set(h_pad=0.12)
         return _save(fig, out, "training_loss")
 
@@ -174,32 +192,63 @@ def _target_figure(frame, order, target, name, out: Path) -> list[Path]:
             row = summary.loc[scheme]
             style = scheme_style(index)
             y = len(order) - 1 - index
-            ax.annotate(f"{100 * row['reached']:.0f}%", (1.0, y), xycoords=("axes fraction",
-                        "data"), xytext=(6, 0), textcoords="offset points", va="center",
-                        fontsize=8)  # fmt: skip
+            ax.annotate(
+                f"{100 * row['reached']:.0f}%",
+                (1.0, y),
+                xycoords=("axes fraction", "data"),
+                xytext=(6, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+            )
             if not math.isfinite(row["median"]):
-                ax.annotate("median: never reached", (0, y), xytext=(4, 0),
-                            textcoords="offset points", va="center", fontsize=8,
-                            color=style.color)  # fmt: skip
+                ax.annotate(
+                    "median: never reached",
+                    (0, y),
+                    xytext=(4, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=8,
+                    color=style.color,
+                )
                 continue
             high = row["high"] if math.isfinite(row["high"]) else right
-            ax.plot([row["low"], high], [y, y], color=style.color, linewidth=2.2,
-                    solid_capstyle="butt")  # fmt: skip
+            ax.plot(
+                [row["low"], high], [y, y], color=style.color, linewidth=2.2, solid_capstyle="butt"
+            )
             if not math.isfinite(row["high"]):  # the bar runs off: some trials never reach it
                 ax.plot(right, y, marker=">", color=style.color, clip_on=False)
-            ax.plot(row["median"], y, marker=style.marker, color=style.color, markersize=7,
-                    markeredgecolor="white", linestyle="none")  # fmt: skip
-        ax.annotate("reached", (1.0, len(order) - 0.45), xycoords=("axes fraction", "data"),
-                    xytext=(6, 0), textcoords="offset points", fontsize=8,
-                    style="italic")  # fmt: skip
+            ax.plot(
+                row["median"],
+                y,
+                marker=style.marker,
+                color=style.color,
+                markersize=7,
+                markeredgecolor="white",
+                linestyle="none",
+            )
+        ax.annotate(
+            "reached",
+            (1.0, len(order) - 0.45),
+            xycoords=("axes fraction", "data"),
+            xytext=(6, 0),
+            textcoords="offset points",
+            fontsize=8,
+            style="italic",
+        )
         ax.set_yticks(range(len(order)), list(reversed(order)))
         ax.set_ylim(-0.6, len(order) - 0.3)
         ax.set_xlim(0, right)
         ax.set_xlabel(TIME_LABEL)
         ax.set_title(f"Time to loss <= {target:g}{f' — {name}' if name else ''}")
-        fig.supxlabel(f"marker: median over trials; bar: {low_q}-{high_q} of trials (an arrow: "
-                      "some never reach it);\nreached: share of trials that reach the target",
-                      x=0.01, ha="left", fontsize=7, style="italic")  # fmt: skip
+        fig.supxlabel(
+            f"marker: median over trials; bar: {low_q}-{high_q} of trials (an arrow: "
+            "some never reach it);\nreached: share of trials that reach the target",
+            x=0.01,
+            ha="left",
+            fontsize=7,
+            style="italic",
+        )
         return _save(fig, out, "time_to_target")
 
 
