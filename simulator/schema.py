@@ -121,3 +121,22 @@ TABLE_COLUMNS = tuple(
 )
 #: Summary columns the engines compute (the first three identify the row).
 RESULT_COLUMNS = tuple(c.name for c in ENGINE_SUMMARY[3:])
+
+#: One row per (scheme, trial, iteration) of a training run (``training.parquet``, written when
+#: the config has ``training:``; ``simulator.training.loop``). Iteration 0 is the initial state
+#: at time 0; iteration i the state after the i-th attempted gradient step.
+TRAINING = (
+    Column("scheme", "str", "", "the scheme's label"),
+    Column("trial", "int64", "", "trial index: one training run per trial"),
+    Column("iteration", "int64", "", "0: before training; i: after the i-th attempted step"),
+    Column("time", "float64", "time",
+           "simulated wall-clock time at the end of the iteration, cumulative (inf: stalled)"),
+    Column("loss", "float64", "", "mean training loss on the full data after the iteration"),
+    Column("accuracy", "float64", "",
+           "fraction of samples classified right (NaN: the model does not classify)"),
+    Column("grad_error", "float64", "",
+           "||decoded - true||^2 / ||true||^2 of the iteration's gradient (NaN: none applied)"),
+    Column("skipped", "bool", "",
+           "no gradient applied: abandoned at the timeout, or stalled without one"),
+)  # fmt: skip
+TRAINING_COLUMNS = {c.name: c.dtype for c in TRAINING}

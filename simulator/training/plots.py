@@ -1,0 +1,268 @@
+"""Figures of a training run: loss (and accuracy) against simulated wall-clock time per scheme,
+and the time to the target loss per scheme.
+
+Trials of one scheme finish iteration i at different times, so each trial's loss is read as a
+step function of time (the loss of its last finished iteration) on a common time grid before
+the median and the band (25-75% of trials, said in every legend) are taken. A curve ends at its
+scheme's median finishing time (half its trials have done every iteration by then; a trial that
+finished earlier holds its last loss until there). A stalled trial (time inf) holds its loss
+for ever. Colours, markers and the paper style are those of ``simulator.plots``, so a scheme
+looks the same here as in the run's other figures.
+
+The caller (``gcsim plot`` in cli.py) calls ``plot_training`` after ``plots.plot_any`` when the
+run directory holds ``training.parquet``; this module imports ``simulator.plots``, not the
+other way round.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+import yaml
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from ..plots import DPI, PAPER_STYLE, scheme_style
+from .target import INTERVAL, target_summary
+
+#: Points of the common time grid the trials' step curves are read on.
+GRID_POINTS = 400
+#: The band's quantiles over trials.
+BAND = (0.25, 0.75)
+BAND_NOTE = "line: median over trials; band: 25-75% of trials"
+TIME_LABEL = "simulated wall-clock time (time units)"
+
+
+def plot_training(
+    source: Path | str | pd.DataFrame,
+    out_dir: Path | str,
+    target: float | None = None,
+    name: str | None = None,
+) -> list[Path]:
+    """Figures of a training run; returns the files written (PNG and PDF of each).
+
+    ``source``: a run directory (reads ``training.parquet``; the target loss, unless given,
+    from its ``config.yaml``) or the rows themselves. Writes ``training_loss`` (loss and, for a
+    model that classifies, accuracy against time) and, with a target loss,
+    ``time_to_target``."""
+    frame, target, name = _read(source, target, name)
+    if frame.empty:
+        raise ValueError("no training rows to plot (training.parquet is empty)")
+    order = list(dict.fromkeys(frame["scheme"]))
+    out = Path(out_dir)
+    written = _loss_figure(frame, order, target, name, out)
+    if target is not None:
+        written += _target_figure(frame, order, target, name, out)
+    return written
+
+
+def _read(source, target, name) -> tuple[pd.DataFrame, float | None, str | None]:
+    if isinstance(source, pd.DataFrame):
+        return source, target, name
+    run_dir = Path(source)
+    path = run_dir / "training.parquet"
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir} has no training.parquet (not a training run)")
+    frame = pd.read_parquet(path)
+    config_path = run_dir / "config.yaml"
+    if config_path.is_file() and (target is None or name is None):
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+        training = config.get("training") or {}
+        target = target if target is not None else training.get("target_loss")
+        name = name if name is not None else config.get("name")
+    return frame, target, name
+
+
+# ------------------------------------------------------------------------------------------
+# Loss (and accuracy) against time
+
+
+def step_values(times: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """(trials, grid) each trial's value at each grid time: the value of its last row with
+    time <= the grid time (rows in iteration order; times non-decreasing, inf after a stall).
+    Row 0 is at time 0, so every grid time >= 0 has a value."""
+    trials = times.shape[0]
+    out = np.empty((trials, grid.size))
+    for t in range(trials):
+        at = np.searchsorted(times[t], grid, side="right") - 1
+        out[t] = values[t, np.maximum(at, 0)]
+    return out
+
+
+def _curves(frame: pd.DataFrame, column: str, order: Sequence[str]):
+    """Per scheme: (grid, median, low, high) of ``column`` over its trials on a grid up to
+    the scheme's median finishing time."""
+    out = {}
+    for scheme in order:
+        rows = frame[frame["scheme"] == scheme].sort_values(["trial", "iteration"], kind="stable")
+        steps = int(rows["iteration"].max()) + 1
+        times = rows["time"].to_numpy(float).reshape(-1, steps)
+        values = rows[column].to_numpy(float).reshape(-1, steps)
+        end = float(np.median(times[:, -1]))
+        if not math.isfinite(end):  # most trials stalled: show up to the last finite time
+            finite = times[np.isfinite(times)]
+            end = float(finite.max()) if finite.size else 0.0
+        grid = np.linspace(0.0, end if end > 0 else 1.0, GRID_POINTS)
+        on_grid = step_values(times, values, grid)
+        low, mid, high = np.quantile(on_grid, [BAND[0], 0.5, BAND[1]], axis=0)
+        out[scheme] = (grid, mid, low, high)
+    return out
+
+
+def _loss_figure(frame, order, target, name, out: Path) -> list[Path]:
+    accuracy = bool(frame["accuracy"].notna().any())
+    trials = frame["trial"].nunique()
+    with matplotlib.rc_context(PAPER_STYLE):
+        fig = _figure(7.0 if accuracy else 5.5, 3.4)
+        axes = fig.subplots(1, 2 if accuracy else 1, squeeze=False)[0]
+        panels = [("loss", axes[0], "training loss (mean over samples)")]
+        if accuracy:
+            panels.append(("accuracy", axes[1], "training accuracy"))
+        for column, ax, label in panels:
+            curves = _curves(frame, column, order)
+            for index, scheme in enumerate(order):
+                grid, mid, low, high = curves[scheme]
+                style = scheme_style(index)
+                ax.fill_between(grid, low, high, color=style.color, alpha=0.18, linewidth=0)
+                ax.plot(
+                    grid,
+                    mid,
+                    color=style.color,
+                    linestyle=style.linestyle,
+                    marker=style.marker,
+                    markevery=(index * 13 % 40 + 10, 80),
+                    label=scheme,
+                )
+            ax.set_xlabel(TIME_LABEL)
+            ax.set_ylabel(label)
+            ax.set_xlim(left=0)
+            if column == "loss":
+                medians = np.concatenate([curves[s][1] for s in order])
+                low_all = np.concatenate([curves[s][2] for s in order])
+                positive = low_all[low_all > 0]
+                if positive.size and np.nanmax(medians) / positive.min() >= 10:
+                    ax.set_yscale("log")
+                    ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+                    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+                if target is not None:
+                    ax.axhline(
+                        target,
+                        color="0.3",
+                        linestyle=(0, (4, 3)),
+                        linewidth=1.0,
+                        label=f"target loss {target:g}",
+                    )
+        title = "Training loss against simulated time"
+        fig.suptitle(f"{title}{f' — {name}' if name else ''} ({trials} trials)")
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside right upper", title="scheme")
+        fig.text(
+            0.01,
+            0.005,
+            f"{BAND_NOTE}; each curve ends at its scheme's median finishing time",
+            fontsize=7,
+            style="italic",
+            ha="left",
+            va="bottom",
+        )
+        fig.get_layout_engine().set(h_pad=0.12)
+        return _save(fig, out, "training_loss")
+
+
+# ------------------------------------------------------------------------------------------
+# Time to the target loss
+
+
+def _target_figure(frame, order, target, name, out: Path) -> list[Path]:
+    summary = target_summary(frame, target).set_index("scheme").loc[list(order)]
+    finite = summary[["median", "low", "high"]].to_numpy(float)
+    finite = finite[np.isfinite(finite)]
+    right = float(finite.max()) * 1.05 if finite.size else 1.0
+    low_q, high_q = (f"{100 * q:g}%" for q in INTERVAL)
+    with matplotlib.rc_context(PAPER_STYLE | {"axes.grid.axis": "x"}):
+        fig = _figure(6.0, 1.1 + 0.36 * len(order))
+        ax = fig.add_subplot()
+        for index, scheme in enumerate(order):
+            row = summary.loc[scheme]
+            style = scheme_style(index)
+            y = len(order) - 1 - index
+            ax.annotate(
+                f"{100 * row['reached']:.0f}%",
+                (1.0, y),
+                xycoords=("axes fraction", "data"),
+                xytext=(6, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=8,
+            )
+            if not math.isfinite(row["median"]):
+                ax.annotate(
+                    "median: never reached",
+                    (0, y),
+                    xytext=(4, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=8,
+                    color=style.color,
+                )
+                continue
+            high = row["high"] if math.isfinite(row["high"]) else right
+            ax.plot(
+                [row["low"], high], [y, y], color=style.color, linewidth=2.2, solid_capstyle="butt"
+            )
+            if not math.isfinite(row["high"]):  # the bar runs off: some trials never reach it
+                ax.plot(right, y, marker=">", color=style.color, clip_on=False)
+            ax.plot(
+                row["median"],
+                y,
+                marker=style.marker,
+                color=style.color,
+                markersize=7,
+                markeredgecolor="white",
+                linestyle="none",
+            )
+        ax.annotate(
+            "reached",
+            (1.0, len(order) - 0.45),
+            xycoords=("axes fraction", "data"),
+            xytext=(6, 0),
+            textcoords="offset points",
+            fontsize=8,
+            style="italic",
+        )
+        ax.set_yticks(range(len(order)), list(reversed(order)))
+        ax.set_ylim(-0.6, len(order) - 0.3)
+        ax.set_xlim(0, right)
+        ax.set_xlabel(TIME_LABEL)
+        ax.set_title(f"Time to loss <= {target:g}{f' — {name}' if name else ''}")
+        fig.supxlabel(
+            f"marker: median over trials; bar: {low_q}-{high_q} of trials (an arrow: "
+            "some never reach it);\nreached: share of trials that reach the target",
+            x=0.01,
+            ha="left",
+            fontsize=7,
+            style="italic",
+        )
+        return _save(fig, out, "time_to_target")
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, out: Path, stem: str) -> list[Path]:
+    """PNG and PDF with no time stamps (the same figure gives the same bytes)."""
+    out.mkdir(parents=True, exist_ok=True)
+    png, pdf = out / f"{stem}.png", out / f"{stem}.pdf"
+    fig.savefig(png, dpi=DPI, metadata={"Software": None})
+    fig.savefig(pdf, metadata={"CreationDate": None, "Creator": None, "Producer": None})
+    fig.clear()
+    return [png, pdf]
