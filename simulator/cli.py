@@ -169,6 +169,11 @@ def run_command(
         if not console.is_terminal:
             console = Console(width=150)
         console.print(scheme_table(result))
+        if result.training is not None:
+            from .training.target import format_time_to_target
+
+            target = exp.training.target_loss
+            console.print(format_time_to_target(result.training, target), highlight=False)
         rate = result.timings["trials_per_second"]
         console.print(
             f"{exp.trials} trials x {len(exp.schemes)} schemes in "
@@ -444,6 +449,10 @@ def plot_command(path: str, out: str | None, trial: int | None, timelines: tuple
                 trial=trial,
                 timeline_schemes=list(timelines) or None,
             )
+            if (target / "training.parquet").exists():
+                from .training.plots import plot_training
+
+                files += plot_training(target, Path(out) if out else target / "figures")
         else:
             raise FileNotFoundError(
                 f"{target} is neither a run directory (summary.parquet) nor "

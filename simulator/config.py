@@ -54,6 +54,9 @@ from .models import (
 from .models import (
     Strict as Strict,
 )
+from .training.config import Training
+from .training.config import parameters as training_parameters
+from .training.config import problems as training_problems
 
 # --------------------------------------------------------------------------------------------
 # Compute-time distributions: one module each in compute/; ``Distribution`` (the union of the
@@ -161,6 +164,9 @@ class Experiment(Strict):
     cluster: Cluster
     data: Data = Data()
     output: Output = Output()
+    training: Training | None = None
+    """Turns each trial into a training run (``training/``): the model's gradients are what
+    the schemes send, and each iteration steps with what the PS decoded."""
     schemes: Annotated[list[Scheme], Field(min_length=1)]
 
     # Where the config came from: relative data paths resolve against it. Not a YAML key.
@@ -170,6 +176,9 @@ class Experiment(Strict):
     def _fill_defaults(self) -> Experiment:
         if self.data.chunks is None:
             object.__setattr__(self.data, "chunks", self.cluster.workers)
+        if self.training is not None and "dim" not in self.data.model_fields_set:
+            # A gradient is the model's: as many floats as it has parameters.
+            object.__setattr__(self.data, "dim", training_parameters(self.training))
         return self
 
     @property
@@ -224,6 +233,7 @@ def _semantic_problems(exp: Experiment, layouts: bool = True) -> list[tuple[str,
     cluster = exp.cluster
     differ = workers_model.problems(cluster)
     problems += differ
+    problems += _training_problems(exp)
     for i, w in enumerate(cluster.failures.workers):
         if w >= m:
             problems.append(
@@ -257,6 +267,25 @@ def _semantic_problems(exp: Experiment, layouts: bool = True) -> list[tuple[str,
         problems += scheme_problems
         if layouts and not scheme_problems and isinstance(scheme, AssignedScheme):
             problems += _layout_problems(exp, scheme, key, labels_all[i])
+    return problems
+
+
+def _training_problems(exp: Experiment) -> list[tuple[str, str]]:
+    """A training run's own checks, and the keys it decides itself."""
+    if exp.training is None:
+        return []
+    problems = training_problems(exp)
+    parameters = training_parameters(exp.training)
+    if "dim" in exp.data.model_fields_set and exp.data.dim != parameters:
+        problems.append(
+            ("data.dim", f"a training run's gradients have the model's {parameters} parameters; "
+             "remove data.dim")
+        )  # fmt: skip
+    if "gradients" in exp.data.model_fields_set:
+        problems.append(
+            ("data.gradients", "a training run's gradients are its model's; remove "
+             "data.gradients")
+        )  # fmt: skip
     return problems
 
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,7 @@ from .schema import (
     SUMMARY,
     SUMMARY_COLUMNS,
     TABLE_COLUMNS,
+    TRAINING_COLUMNS,
 )
 from .streams import TRIAL_BLOCK
 from .tuning import simulating
@@ -63,6 +65,8 @@ class RunResult:
     #: The engine that ran each scheme's untraced trials, by label ("fast" or "des").
     engines: dict[str, str] = field(default_factory=dict)
     executor: str = "in process"
+    #: A training run's rows (``schema.TRAINING``; None without ``training:``).
+    training: pd.DataFrame | None = None
     events_file: Path | None = None
     summary_file: Path | None = None
     #: Set by ``results.write_run`` once the streamed files are in a run directory: writing
@@ -219,6 +223,7 @@ def run(
     bound = STREAM_RANGE_TRIALS if summary_to is not None else None
     summaries: list[pd.DataFrame] = []  # held rows (summary_to None)
     event_parts: list[pd.DataFrame] = []  # held traces (events_to None)
+    training_parts: list[pd.DataFrame] = []  # a training run's rows (small: held)
     executor = "in process"
     with contextlib.ExitStack() as files:  # closes the streams on any exit
         events = summary = None
@@ -230,10 +235,12 @@ def run(
             files.callback(summary.close)
         keep = summary.append if summary is not None else summaries.append
 
-        def done(rows: pd.DataFrame, traces: pd.DataFrame) -> None:
+        def done(rows: pd.DataFrame, traces: pd.DataFrame, training=None) -> None:
             keep(rows)
             if not traces.empty:
                 event_parts.append(traces)
+            if training is not None:
+                training_parts.append(training)
 
         plan: list[Protocol] = []  # planned once for every range run in this process
 
@@ -254,6 +261,8 @@ def run(
     timings = {"simulate_seconds": elapsed, "trials_per_second": exp.trials / elapsed}
     result = RunResult(exp, _joined(summaries, SUMMARY_COLUMNS) if summary is None else None,
                        _joined(event_parts, EVENT_COLUMNS), timings)  # fmt: skip
+    if exp.training is not None:
+        result.training = _joined(training_parts, TRAINING_COLUMNS)
     result.executor = executor
     result.engine = engine_description(exp)
     result.engines = dict(zip(exp.labels(), scheme_engines(exp), strict=True))
@@ -288,17 +297,28 @@ def run_range(
     progress: Callable[[int], None] | None = None,
     on_events: Callable[[pd.DataFrame], None] | None = None,
     protocols: list[Protocol] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> RangeRows:
     """Trials ``first .. first+count-1`` on the chosen engine: the rounds of their iterations
     (``iterations.py``), turned back into the run's rows. ``protocols``: ``build(exp)`` made
     already (planning original_gc's code takes seconds at m = 200, so a run plans once for all
     its ranges); built here otherwise."""
     n, schemes = exp.iterations, len(exp.schemes)
     streamed = None if on_events is None else lambda rows: on_events(events_as_trials(rows, n))
+    source = source_of(exp)  # a training run's state lives for the range's trials
     summary, events = run_rounds(
-        exp, first * n, count * n, _per_trial(progress, n), streamed, protocols
+        exp, first * n, count * n, _per_trial(progress, n), streamed, protocols, source
     )
-    return summary_as_trials(summary, n, schemes), events_as_trials(events, n)
+    training = source.frame() if exp.training is not None else None
+    return RangeRows(summary_as_trials(summary, n, schemes), events_as_trials(events, n), training)
+
+
+class RangeRows(NamedTuple):
+    """What a range of trials produced: summary and event rows, and a training run's rows
+    (None without ``training:``)."""
+
+    summary: pd.DataFrame
+    events: pd.DataFrame
+    training: pd.DataFrame | None = None
 
 
 def _per_trial(progress: Callable[[int], None] | None, n: int) -> Callable[[int], None] | None:
@@ -323,6 +343,7 @@ def run_rounds(
     progress: Callable[[int], None] | None = None,
     on_events: Callable[[pd.DataFrame], None] | None = None,
     protocols: list[Protocol] | None = None,
+    source: GradientSource | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rounds ``first .. first+count-1`` on the chosen engine, as the engines' rows. The fast
     engine keeps no event traces, so the traced rounds (every iteration of the first
@@ -333,23 +354,25 @@ def run_rounds(
     with simulating():
         if protocols is None:
             protocols = build(exp)
+        source = source_of(exp) if source is None else source
         engines = scheme_engines(exp)
         fast = [p for p, engine in zip(protocols, engines, strict=True) if engine == "fast"]
         if not fast:
-            summary, events = run_trials(exp, first, count, progress, on_events, protocols)
+            summary, events = run_trials(exp, first, count, progress, on_events, protocols, source)
             return _finite(summary), events
         traced_end = min(first + count, max(first, traced_rounds(exp)))
         summary = _frame([], ENGINE_SUMMARY_COLUMNS)
         events = _frame([], ENGINE_EVENT_COLUMNS)
         if traced_end > first:  # traced rounds: every scheme on the event engine
             summary, events = run_trials(
-                exp, first, traced_end - first, progress, on_events, protocols
+                exp, first, traced_end - first, progress, on_events, protocols, source
             )
         rest = first + count - traced_end
         slow = [p for p, engine in zip(protocols, engines, strict=True) if engine == "des"]
-        quick = run_trials_fast(exp, traced_end, rest, fast, progress if not slow else None)
+        told = progress if not slow else None
+        quick = run_trials_fast(exp, traced_end, rest, fast, told, source)
         if slow:
-            untraced, _ = run_trials(exp, traced_end, rest, progress, None, slow)
+            untraced, _ = run_trials(exp, traced_end, rest, progress, None, slow, source)
             quick = _interleaved(quick, untraced, [e == "fast" for e in engines])
         parts = [summary, quick] if len(summary) else [quick]
         return _finite(parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)), events
@@ -382,7 +405,7 @@ def _finite(rows: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def _range_task(exp: cfg.Experiment, first: int, count: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _range_task(exp: cfg.Experiment, first: int, count: int) -> RangeRows:
     """``run_range`` on an executor's worker, which plans once per config: the protocols of
     the last config a worker thread ran stay with it (``_plans``) for the run's next ranges."""
     key = (exp.model_dump_json(), str(exp.source_dir))
