@@ -175,9 +175,12 @@ def run_command(
             target = exp.training.target_loss
             console.print(format_time_to_target(result.training, target), highlight=False)
         rate = result.timings["trials_per_second"]
+        speed = f"{rate:.0f} trials/s"
+        if exp.iterations > 1:
+            speed = f"{exp.iterations} iterations each, {rate * exp.iterations:.0f} iterations/s"
         console.print(
             f"{exp.trials} trials x {len(exp.schemes)} schemes in "
-            f"{result.timings['simulate_seconds']:.1f} s ({rate:.0f} trials/s, "
+            f"{result.timings['simulate_seconds']:.1f} s ({speed}, "
             f"engine {result.engine}, {result.executor})"
         )
     click.echo(f"results: {path}")
