@@ -25,7 +25,7 @@ from simulator.config import ConfigError, from_dict
 from simulator.engine import choice, fast
 from simulator.engine.choice import fast_problems
 from simulator.runner import run_trials
-from simulator.schema import SUMMARY_COLUMNS
+from simulator.schema import ENGINE_SUMMARY_COLUMNS
 from simulator.testing import NETWORKS, assert_same_rows
 
 
@@ -177,7 +177,7 @@ def test_decode_cond_off_is_nan_and_changes_nothing_else(gradients):
     des_off = check(off)
     assert des_off.decode_cond.isna().all()
     assert des_on.decode_cond.notna().any()
-    rest = [c for c in SUMMARY_COLUMNS if c != "decode_cond"]
+    rest = [c for c in ENGINE_SUMMARY_COLUMNS if c != "decode_cond"]
     pd.testing.assert_frame_equal(des_off[rest], des_on[rest], check_exact=True)
 
 

@@ -42,6 +42,9 @@ HERE = Path(__file__).resolve().parent
 CONFIGS = HERE / "configs"
 REPO = HERE.parents[1]
 FILES = ("summary.parquet", "events.parquet")
+#: Files only some runs write (a training run's rows): recorded when present, and then a
+#: later run must write them too.
+OPTIONAL_FILES = ("training.parquet",)
 #: Version of the JSON layout below; ``check`` refuses a baseline of another version.
 FORMAT = 1
 #: Configs also run with more jobs, recorded as ``<name>@jobs<N>``: the trials are then split
@@ -60,8 +63,15 @@ TOLERANCE: dict[str, dict[str, Any]] = {
     "rel_error": {"zero_below": 1e-6, "bands": [[1e300, 6]]},
     "residual": {"zero_below": 1e-6, "bands": [[1e300, 6]]},
     "decode_cond": {"zero_below": 0.0, "bands": [[1e6, 6], [1e10, 2]]},
+    # A training run's parameters go through matrix products every iteration.
+    "loss": {"zero_below": 0.0, "bands": [[1e300, 8]]},
+    "accuracy": {"zero_below": 0.0, "bands": [[1e300, 8]]},
+    "grad_error": {"zero_below": 1e-6, "bands": [[1e300, 6]]},
 }
-TOLERANT_COLUMNS = {"summary.parquet": tuple(TOLERANCE)}
+TOLERANT_COLUMNS = {
+    "summary.parquet": ("rel_error", "residual", "decode_cond"),
+    "training.parquet": ("loss", "accuracy", "grad_error"),
+}
 #: Bytes of each trial's per-column fingerprint (enough to locate a change, not to prove it:
 #: the column's sha256 does that).
 FINGERPRINT_BYTES = 4
@@ -299,8 +309,9 @@ def run_entry(entry: dict[str, Any], work: Path) -> dict[str, Any]:
         "exit": status,
     }
     if status == 0:
+        present = [*FILES, *(name for name in OPTIONAL_FILES if (out / name).exists())]
         result["files"] = {
-            name: digest_file(out / name, TOLERANT_COLUMNS.get(name, ())) for name in FILES
+            name: digest_file(out / name, TOLERANT_COLUMNS.get(name, ())) for name in present
         }
     else:
         result["error"] = output.strip().splitlines()[-5:]
@@ -531,8 +542,12 @@ def compare_run(base: dict[str, Any] | None, now: dict[str, Any], tolerant: bool
             "verdict": f"runs now (exit {base['exit']} in the baseline)",
             "files": {},
         }
+    names = [*FILES, *(name for name in OPTIONAL_FILES if name in base["files"])]
+    missing = [name for name in names if name not in now["files"]]
+    if missing:
+        return {"ok": False, "verdict": f"CHANGED: no {', '.join(missing)}", "files": {}}
     files = {
-        name: compare_file(base["files"][name], now["files"][name], tolerant) for name in FILES
+        name: compare_file(base["files"][name], now["files"][name], tolerant) for name in names
     }
     bad = any(f["changed"] or f["missing"] for f in files.values())
     if bad:
