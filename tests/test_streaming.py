@@ -36,6 +36,7 @@ def _events(rows: int) -> pd.DataFrame:
             "worker": rng.integers(-1, 20, rows),
             "chunk": rng.integers(-1, 20, rows),
             "size": rng.integers(0, 1000, rows),
+            "iteration": np.zeros(rows, dtype=np.int64),
         }
     )
     return frame.astype(EVENT_COLUMNS)
