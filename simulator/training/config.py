@@ -1,6 +1,7 @@
 """The ``training:`` section of an experiment: which model learns which data, and how.
 
-With ``training:`` set, every trial is a training run of ``iterations`` gradient steps. Each
+With ``training:`` set, every trial is a training run of ``iterations`` (the experiment's key)
+gradient steps. Each
 step's duration is the simulated completion time of that iteration under the scheme, and the
 parameter server (PS) updates with the gradient the scheme actually decoded (see
 ``simulator.training.loop``). This module holds the model of the section and ``problems``,
@@ -39,7 +40,8 @@ class Synthetic(Strict):
 
 
 class Training(Strict):
-    """Turns each trial into a training run of ``iterations`` gradient steps.
+    """Turns each trial into a training run of ``iterations`` (the experiment's top-level key)
+    gradient steps.
 
     The loss is the MEAN over samples (plus ``l2 / 2 * ||w||^2`` on the weights, intercept
     excluded); a chunk's gradient is the SUM over its samples, so the full-data gradient is the
@@ -69,8 +71,6 @@ class Training(Strict):
     """Step size on the mean loss (must be > 0; a too large one diverges, as in practice)."""
     l2: NonNegFloat = 0.0
     """Ridge penalty on the weights (not the intercept), applied by the PS."""
-    iterations: Annotated[int, Field(ge=1, le=1_000_000)] = 100
-    """Gradient steps (attempted iterations, skipped ones included) per trial."""
     target_loss: PositiveFloat | None = None
     """The loss whose first crossing is the time to target per scheme (null: none reported)."""
     timeout: PositiveFloat | None = None
@@ -135,3 +135,15 @@ def dataset_samples(training: Training) -> int | None:
     if training.dataset == "synthetic":
         return training.synthetic.samples
     return _REAL_SAMPLES.get(training.dataset)
+
+
+#: Features of scikit-learn's bundled copies, before the intercept column.
+_REAL_FEATURES = {"digits": 64, "breast_cancer": 30}
+
+
+def parameters(training: Training) -> int:
+    """How many parameters the model has (features plus the intercept), known without loading
+    the data: the length of every gradient the schemes send (``data.dim``)."""
+    if training.dataset == "synthetic":
+        return training.synthetic.features + 1
+    return _REAL_FEATURES[training.dataset] + 1

@@ -156,7 +156,7 @@ def _loss_figure(frame, order, target, name, out: Path) -> list[Path]:
                         color="0.3",
                         linestyle=(0, (4, 3)),
                         linewidth=1.0,
-                        label=f"target loss {target:g}",
+                        label=f"target loss {target:.3g}",
                     )
         title = "Training loss against simulated time"
         fig.suptitle(f"{title}{f' — {name}' if name else ''} ({trials} trials)")
@@ -240,7 +240,7 @@ def _target_figure(frame, order, target, name, out: Path) -> list[Path]:
         ax.set_ylim(-0.6, len(order) - 0.3)
         ax.set_xlim(0, right)
         ax.set_xlabel(TIME_LABEL)
-        ax.set_title(f"Time to loss <= {target:g}{f' — {name}' if name else ''}")
+        ax.set_title(f"Time to loss <= {target:.3g}{f' — {name}' if name else ''}")
         fig.supxlabel(
             f"marker: median over trials; bar: {low_q}-{high_q} of trials (an arrow: "
             "some never reach it);\nreached: share of trials that reach the target",
