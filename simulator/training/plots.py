@@ -122,6 +122,7 @@ def _loss_figure(frame, order, target, name, out: Path) -> list[Path]:
         fig = _figure(7.0 if accuracy else 5.5, 3.4)
         axes = fig.subplots(1, 2 if accuracy else 1, squeeze=False)[0]
         panels = [("loss", axes[0], "training loss (mean over samples)")]
+        note = f"{BAND_NOTE}; each curve ends at its scheme's median finishing time"
         if accuracy:
             panels.append(("accuracy", axes[1], "training accuracy"))
         for column, ax, label in panels:
@@ -158,21 +159,37 @@ def _loss_figure(frame, order, target, name, out: Path) -> list[Path]:
                         linewidth=1.0,
                         label=f"target loss {target:.3g}",
                     )
+            else:
+                bottom = _accuracy_floor(curves, order)
+                if bottom is not None:
+                    top = max(float(np.nanmax(curves[s][3])) for s in order)
+                    ax.set_ylim(bottom, min(1.0, top + 0.1 * (top - bottom)))
+                    note += f";\naccuracy axis from {bottom:.3g} (the first steps are below)"
         title = "Training loss against simulated time"
         fig.suptitle(f"{title}{f' — {name}' if name else ''} ({trials} trials)")
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside right upper", title="scheme")
-        fig.text(
-            0.01,
-            0.005,
-            f"{BAND_NOTE}; each curve ends at its scheme's median finishing time",
-            fontsize=7,
-            style="italic",
-            ha="left",
-            va="bottom",
-        )
-        fig.get_layout_engine().set(h_pad=0.12)
+        fig.supxlabel(note, x=0.01, ha="left", fontsize=7, style="italic")
         return _save(fig, out, "training_loss")
+
+
+def _accuracy_floor(curves, order) -> float | None:
+    """Where the accuracy axis starts: below every median and band once the first 5% of each
+    curve's time has passed, so the part where schemes differ fills the panel (the initial
+    accuracy, a majority-class guess, would squeeze it into a sliver); None to keep the full
+    range when that hides little."""
+    later = []
+    for scheme in order:
+        grid, _, low, _ = curves[scheme]
+        later.append(low[grid >= 0.05 * grid[-1]])
+    values = np.concatenate(later)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    floor = float(values.min())
+    floor -= 0.1 * (1.0 - floor)
+    everything = np.concatenate([curves[s][2] for s in order])
+    return floor if floor - float(np.nanmin(everything)) > 0.1 * (1.0 - floor) else None
 
 
 # ------------------------------------------------------------------------------------------
