@@ -20,7 +20,7 @@ from simulator.schema import TRAINING_COLUMNS
 from simulator.training import config as tconfig
 from simulator.training.config import Synthetic, Training
 from simulator.training.datasets import chunk_assignment, load
-from simulator.training.loop import Trainer, train
+from simulator.training.loop import Replay, train
 from simulator.training.target import (
     format_time_to_target,
     quantile,
@@ -187,8 +187,8 @@ def test_any_split_into_ranges_gives_the_same_rows():
     decoded = rng.random((4, 6, 3)) < 0.8
     weights = np.where(decoded[..., None], 1 + 0.2 * rng.standard_normal((4, 6, 3, 7)), np.nan)
     whole = train(exp, 0, durations, decoded, weights, ["a", "b", "c"])
-    trainer = Trainer(exp.training, exp.chunks, exp.seed)
-    parts = [trainer.run(first, durations[first:stop], decoded[first:stop],
+    replay = Replay(exp.training, exp.chunks, exp.seed)
+    parts = [replay.run(first, durations[first:stop], decoded[first:stop],
                          weights[first:stop], ["a", "b", "c"])
              for first, stop in ((0, 1), (1, 4))]  # fmt: skip
     pd.testing.assert_frame_equal(whole, pd.concat(parts, ignore_index=True))
@@ -337,9 +337,9 @@ def test_the_bare_loop_takes_the_same_steps_as_train():
     from simulator.training.bench import bare_descent
 
     exp = _exp(model="logistic", learning_rate=0.5)
-    trainer = Trainer(exp.training, exp.chunks, exp.seed)
-    theta = bare_descent(trainer, 2, 12)
-    z = trainer.data.X @ theta[:, 0]
-    rows = trainer.run(0, *_inputs(1, 12, 1, exp.chunks), ["uncoded"])
-    loss = np.mean(np.logaddexp(0, z) - trainer.data.y * z)
+    replay = Replay(exp.training, exp.chunks, exp.seed)
+    theta = bare_descent(replay, 2, 12)
+    z = replay.data.X @ theta[:, 0]
+    rows = replay.run(0, *_inputs(1, 12, 1, exp.chunks), ["uncoded"])
+    loss = np.mean(np.logaddexp(0, z) - replay.data.y * z)
     assert rows["loss"].iloc[-1] == pytest.approx(loss, rel=1e-12)

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..tuning import blas_threads
 from .config import Synthetic, Training
-from .loop import Trainer
+from .loop import Replay
 
 TARGET = 3.0
 #: Scheme kinds whose weights are synthesized (see the module docstring).
@@ -53,12 +53,12 @@ def bench_training(
     )
     rows = []
     for m in sizes:
-        trainer = Trainer(training, m, seed)
+        replay = Replay(training, m, seed)
         durations, decoded, weights = synthetic_iterations(trials, iterations, m, seed)
-        train_s = _best(repeats, lambda t=trainer, d=durations, o=decoded, w=weights: t.run(
+        train_s = _best(repeats, lambda t=replay, d=durations, o=decoded, w=weights: t.run(
             0, d, o, w, list(SCHEMES)))  # fmt: skip
         B = trials * len(SCHEMES)
-        bare_s = _best(repeats, lambda t=trainer, b=B: bare_descent(t, b, iterations))
+        bare_s = _best(repeats, lambda t=replay, b=B: bare_descent(t, b, iterations))
         updates = B * iterations
         ratio = train_s / bare_s
         rows.append(
@@ -99,11 +99,11 @@ def synthetic_iterations(
     return durations, decoded, weights
 
 
-def bare_descent(trainer: Trainer, columns: int, iterations: int) -> np.ndarray:
+def bare_descent(replay: Replay, columns: int, iterations: int) -> np.ndarray:
     """Plain gradient descent of the logistic loss on ``columns`` parameter vectors at once."""
-    X, y = trainer.data.X, trainer.data.y
-    Xt = trainer.Xt
-    step = trainer.training.learning_rate / X.shape[0]
+    X, y = replay.data.X, replay.data.y
+    Xt = replay.Xt
+    step = replay.training.learning_rate / X.shape[0]
     theta = np.zeros((X.shape[1], columns))
     with blas_threads(1):
         for _ in range(iterations):

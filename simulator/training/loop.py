@@ -34,9 +34,9 @@ from .models import Model, model
 _WORK_FLOATS = 1 << 22
 
 
-class Trainer:
-    """One experiment's training problem (dataset, model, step rule), ready to replay ranges of
-    trials; build it once per process and call ``run`` per range."""
+class Replay:
+    """One experiment's training problem (dataset, model, step rule), ready to replay the
+    decode weights of ranges of trials; build it once per process and call ``run`` per range."""
 
     def __init__(self, training: Training, chunks: int, seed: int):
         self.training = training
@@ -132,7 +132,7 @@ def train(
     ``exp.training``, ``exp.chunks`` and ``exp.seed``. Deterministic: the same inputs give the
     same rows, so any split of a run into ranges gives the same table.
     """
-    return Trainer(exp.training, exp.chunks, exp.seed).run(
+    return Replay(exp.training, exp.chunks, exp.seed).run(
         first_trial, durations, decoded, weights, schemes
     )
 
