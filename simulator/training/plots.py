@@ -119,7 +119,7 @@ def _loss_figure(frame, order, target, name, out: Path) -> list[Path]:
     accuracy = bool(frame["accuracy"].notna().any())
     trials = frame["trial"].nunique()
     with matplotlib.rc_context(PAPER_STYLE):
-        fig = _figure(7.0 if accuracy else 5.5, 3.4)
+        fig = _figure(7.0 if accuracy else 6.0, 3.4)
         axes = fig.subplots(1, 2 if accuracy else 1, squeeze=False)[0]
         panels = [("loss", axes[0], "training loss (mean over samples)")]
         note = f"{BAND_NOTE}; each curve ends at its scheme's median finishing time"
@@ -149,8 +149,11 @@ def _loss_figure(frame, order, target, name, out: Path) -> list[Path]:
                 positive = low_all[low_all > 0]
                 if positive.size and np.nanmax(medians) / positive.min() >= 10:
                     ax.set_yscale("log")
+                    # Plain numbers; minor ticks labelled only while the axis spans few decades.
                     ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-                    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+                    ax.yaxis.set_minor_formatter(
+                        matplotlib.ticker.FuncFormatter(lambda v, _, a=ax: _minor_label(v, a))
+                    )
                 if target is not None:
                     ax.axhline(
                         target,
@@ -166,11 +169,22 @@ def _loss_figure(frame, order, target, name, out: Path) -> list[Path]:
                     ax.set_ylim(bottom, min(1.0, top + 0.1 * (top - bottom)))
                     note += f";\naccuracy axis from {bottom:.3g} (the first steps are below)"
         title = "Training loss against simulated time"
-        fig.suptitle(f"{title}{f' — {name}' if name else ''} ({trials} trials)")
+        fig.suptitle(f"{title}{f' — {name}' if name else ''} ({trials} trials)", x=0.02, ha="left")
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside right upper", title="scheme")
         fig.supxlabel(note, x=0.01, ha="left", fontsize=7, style="italic")
         return _save(fig, out, "training_loss")
+
+
+def _minor_label(value: float, ax) -> str:
+    """A log axis's minor tick label: every one within about a decade, 2 and 5 within two and
+    a half, none beyond (they would overlap)."""
+    low, high = ax.get_ylim()
+    decades = math.log10(high / low) if low > 0 and high > low else math.inf
+    digit = round(value / 10 ** math.floor(math.log10(value) + 1e-9))
+    if decades <= 1.3 or (decades <= 2.5 and digit in (2, 5)):
+        return f"{value:g}"
+    return ""
 
 
 def _accuracy_floor(curves, order) -> float | None:
