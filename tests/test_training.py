@@ -75,6 +75,21 @@ def test_uncoded_weights_give_plain_gradient_descent(model):
         np.testing.assert_allclose(run["loss"].to_numpy(), expected, rtol=1e-12, atol=0)
         assert (run["grad_error"].iloc[1:] == 0).all()  # weights of exactly 1: no deviation
     assert rows["loss"].iloc[-1] < 0.9 * rows["loss"].iloc[0]
+    assert rows["accuracy"].isna().all() == (model == "least_squares")
+
+
+def test_l2_is_the_ps_own_and_spares_the_intercept():
+    exp = _exp(model="least_squares", learning_rate=0.2, l2=0.5)
+    data = load(exp.training, exp.chunks, exp.seed)
+    rows = train(exp, 0, *_inputs(1, 25, 1, exp.chunks), ["uncoded"])
+    penalty = np.r_[np.ones(data.features - 1), 0.0]
+    theta = np.zeros(data.features)
+    for _ in range(25):
+        grad = data.X.T @ (data.X @ theta - data.y) / data.samples + 0.5 * penalty * theta
+        theta = theta - 0.2 * grad
+    # The reported loss is the data's (what time to target measures), without the penalty.
+    loss = 0.5 * np.mean((data.X @ theta - data.y) ** 2)
+    assert rows["loss"].iloc[-1] == pytest.approx(loss, rel=1e-12)
 
 
 def test_a_dropped_chunk_gives_the_gradient_without_it():
