@@ -152,7 +152,9 @@ def estimate(exp: Experiment) -> Estimate:
     """The costs of running ``exp`` (a validated config)."""
     est = Estimate()
     m, n = as_float(exp.cluster.workers), as_float(exp.chunks)
-    trials, schemes = as_float(exp.trials), len(exp.schemes)
+    # Costs go with rows: one per (trial, iteration) and scheme.
+    iterations = exp.iterations
+    trials, schemes = as_float(exp.trials) * iterations, len(exp.schemes)
     steps = [_steps(scheme, m, n) for scheme in exp.schemes]
     most = max(steps)
     # Steps beyond every load come from splitting the chunks (uncoded, fastest_k).
@@ -160,9 +162,9 @@ def estimate(exp: Experiment) -> Estimate:
     est.working.append(
         Part(
             "data.chunks" if by_chunks else "cluster.workers",
-            f"realization blocks of {TRIAL_BLOCK} trials x {num(m)} workers x {num(most)} "
-            f"chunk computations, {BLOCK_COPIES} copies",
-            BLOCK_COPIES * TRIAL_BLOCK * m * most * 8,
+            f"realization blocks of {TRIAL_BLOCK * iterations} rounds x {num(m)} workers x "
+            f"{num(most)} chunk computations, {BLOCK_COPIES} copies",
+            BLOCK_COPIES * TRIAL_BLOCK * iterations * m * most * 8,
             "lower cluster.workers, or the chunks a worker computes (load, data.chunks)",
         )
     )
@@ -207,7 +209,7 @@ def estimate(exp: Experiment) -> Estimate:
                     "lower cluster.workers (or switch off output.decode_cond, data.gradients)",
                 )
             )
-    traced = min(as_float(exp.output.events_trials), trials)
+    traced = min(as_float(exp.output.events_trials) * iterations, trials)
     events = sum(m * s for s in steps) * DES_EVENT_SECONDS
     fast = sum(FAST_TRIAL_SECONDS + FAST_STEP_SECONDS * m * s for s in steps)
     engine = events if exp.engine == "des" else fast

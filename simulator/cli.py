@@ -169,10 +169,18 @@ def run_command(
         if not console.is_terminal:
             console = Console(width=150)
         console.print(scheme_table(result))
+        if result.training is not None:
+            from .training.target import format_time_to_target
+
+            target = exp.training.target_loss
+            console.print(format_time_to_target(result.training, target), highlight=False)
         rate = result.timings["trials_per_second"]
+        speed = f"{rate:.0f} trials/s"
+        if exp.iterations > 1:
+            speed = f"{exp.iterations} iterations each, {rate * exp.iterations:.0f} iterations/s"
         console.print(
             f"{exp.trials} trials x {len(exp.schemes)} schemes in "
-            f"{result.timings['simulate_seconds']:.1f} s ({rate:.0f} trials/s, "
+            f"{result.timings['simulate_seconds']:.1f} s ({speed}, "
             f"engine {result.engine}, {result.executor})"
         )
     click.echo(f"results: {path}")
@@ -444,6 +452,10 @@ def plot_command(path: str, out: str | None, trial: int | None, timelines: tuple
                 trial=trial,
                 timeline_schemes=list(timelines) or None,
             )
+            if (target / "training.parquet").exists():
+                from .training.plots import plot_training
+
+                files += plot_training(target, Path(out) if out else target / "figures")
         else:
             raise FileNotFoundError(
                 f"{target} is neither a run directory (summary.parquet) nor "

@@ -7,11 +7,11 @@ block from its own named stream, so any split of a run on block boundaries gives
 With ``per: chunk`` every step k has its own stream: a scheme with a larger load only reads more
 steps, it never changes the steps a smaller load reads.
 
-A block is drawn in two layers: the configured distribution (``compute/``, one model per
-``dist``) draws every time, then a ``WorkerStates`` model multiplies each (trial, worker) by a
-factor. Today's is ``IndependentWorkers`` (the configured slowdowns, no state); a model of
-persistent stragglers plugs in there (see ``WorkerStates`` for the rule that keeps blocks
-independent).
+A block is drawn in three layers: each worker's compute law (``compute/``; one for all, or
+one per group) draws every time, then ``WorkerStates`` models multiply each (trial, iteration,
+worker) by a factor (slowdowns, slow racks, a straggler chain: ``workers.py``; see
+``WorkerStates`` for the rule that keeps blocks independent), then a load-independent delay is
+added to each worker's first chunk.
 """
 
 from __future__ import annotations
@@ -64,74 +64,92 @@ class TrialDraw:
 
 
 class WorkerStates(Protocol):
-    """The seam for a model of each worker's state: per-(trial, worker) factors multiplying the
-    compute times the distribution drew for a block (a state that persists, a slowdown that
-    drifts, a two-state straggler chain...).
+    """The seam for a model of each worker's state: per-(trial, iteration, worker) factors
+    multiplying the compute times the distributions drew for a block (a fixed slowdown, a
+    random slow set per trial, slow racks, a two-state straggler chain: ``workers.py``).
 
-    ``factors(block, trials)`` gives the factors of trials ``block * TRIAL_BLOCK`` onwards,
-    shape (trials, workers), or (1, workers) when every trial has the same ones. It must be a
-    function of the block alone (no state carried between calls), so that any range of trials
-    can still be drawn on its own, by any process, in any order. A model whose state evolves
-    over trials keeps that property by keying its random streams by block
-    (``streams.generator(seed, "<its name>", block)``) and starting each block's chain afresh
-    from a law that does not depend on earlier blocks (its stationary distribution, drawn from
-    that block's stream); a model of state carried over the iterations of one training run
-    keeps it by making the iterations an axis within a trial, never across trials.
+    ``factors_of(block)`` gives the factors of the block's trials, one row per (trial,
+    iteration), trial-major, shape (TRIAL_BLOCK * iterations, workers), or (1, workers) when
+    every trial has the same ones. It must be a function of the block alone (no state carried
+    between calls), so that any range of trials can still be drawn on its own, by any process,
+    in any order: a model keys its random streams by block (``streams.generator(seed,
+    "<its name>", block)``), starts each trial's state afresh from a law that does not depend on
+    earlier trials (a chain's stationary law), and carries state only over the iterations of a
+    trial, which lie inside the block.
     """
 
-    def factors(self, block: int, trials: int) -> np.ndarray: ...
-
-
-@dataclass(frozen=True)
-class IndependentWorkers:
-    """No state: trials are independent, and worker j's times are multiplied by its configured
-    ``slowdown`` factor in every trial."""
-
-    slowdown: np.ndarray  # (workers,)
-
-    def factors(self, block: int, trials: int) -> np.ndarray:
-        return self.slowdown[None, :]
+    def factors_of(self, block: int) -> np.ndarray: ...
 
 
 class Cluster:
     """Draws realizations for an experiment; ``steps`` is how many chunk computations any
-    worker of any scheme may need."""
+    worker of any scheme may need.
+
+    With ``iterations: N`` a trial is N iterations, and the engines see one row per (trial,
+    iteration), a *round*: round ``trial * N + i``. ``draw`` takes rounds; blocks are
+    ``TRIAL_BLOCK`` trials (``TRIAL_BLOCK * N`` rounds), so a trial's iterations are drawn
+    together (a straggler chain is carried over them) and N = 1 draws what it always drew."""
 
     def __init__(self, exp: Experiment, steps: int):
+        from .workers import factor_models, laws
+
         self.exp = exp
         self.workers = exp.cluster.workers
         self.steps = steps
-        self.sampler = exp.cluster.compute.sampler(exp.source_dir)
-        slowdown = exp.cluster.slowdown or [1.0] * self.workers
-        self.states: WorkerStates = IndependentWorkers(np.asarray(slowdown, dtype=float))
+        self.iterations = exp.iterations
+        self.laws = [
+            (first, count, law.per, law.sampler(exp.source_dir))
+            for _, law, first, count in laws(exp.cluster)
+        ]
+        delay = exp.cluster.delay
+        self.delay = None if delay is None else delay.sampler(exp.source_dir)
+        self.states: list[WorkerStates] = factor_models(exp.cluster, exp.seed, self.iterations)
         self.fixed_down = np.zeros(self.workers, dtype=bool)
         self.fixed_down[list(exp.cluster.failures.workers)] = True
+        self._last: tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
 
     def draw(self, first: int, count: int) -> Realization:
-        """Realization of trials ``first .. first+count-1`` (any range; blocks are internal)."""
-        blocks = range(first // TRIAL_BLOCK, (first + count - 1) // TRIAL_BLOCK + 1)
-        parts = [self._draw_block(b) for b in blocks]
-        lo = first - blocks[0] * TRIAL_BLOCK
+        """Realization of rounds ``first .. first+count-1`` (any range; blocks are internal)."""
+        size = TRIAL_BLOCK * self.iterations
+        blocks = range(first // size, (first + count - 1) // size + 1)
+        parts = [self._block(b) for b in blocks]
+        lo = first - blocks[0] * size
         cut = slice(lo, lo + count)
-        return Realization(
-            first=first,
-            step_times=np.concatenate([p[0] for p in parts])[cut],
-            down=np.concatenate([p[1] for p in parts])[cut],
-            crash_time=np.concatenate([p[2] for p in parts])[cut],
-        )
+        if len(parts) == 1:
+            times, down, crash = parts[0]
+        else:
+            times, down, crash = (np.concatenate([p[i] for p in parts]) for i in range(3))
+        return Realization(first=first, step_times=times[cut], down=down[cut],
+                           crash_time=crash[cut])  # fmt: skip
+
+    def _block(self, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One block's draws; the last one is kept, as the engines ask for a block's rounds
+        in several slices when a trial has many iterations."""
+        if self._last is None or self._last[0] != block:
+            self._last = None  # the old block goes before the new one is drawn
+            self._last = (block, self._draw_block(block))
+        return self._last[1]
 
     def _draw_block(self, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        seed, n, m = self.exp.seed, TRIAL_BLOCK, self.workers
-        if self.exp.cluster.compute.per == "worker":
-            per_worker = self.sampler.draw(generator(seed, "compute", block), (n, m))
-            times = np.repeat(per_worker[:, :, None], self.steps, axis=2)
-        else:
-            times = np.empty((n, m, self.steps))
-            for k in range(self.steps):
-                times[:, :, k] = self.sampler.draw(generator(seed, "compute", block, k), (n, m))
-        factors = self.states.factors(block, n)
-        with np.errstate(over="ignore"):  # an overflow is reported just below, by its key
-            times *= factors[:, :, None]
+        seed, n, m = self.exp.seed, TRIAL_BLOCK * self.iterations, self.workers
+        single = len(self.laws) == 1
+        times = np.empty((n, m, self.steps))
+        for g, (lo, width, per, sampler) in enumerate(self.laws):
+            # One law for every worker: the streams of a homogeneous cluster, as they always
+            # were; with groups, each group's streams are keyed by its place in the list.
+            key = ("compute", block) if single else ("compute", "group", g, block)
+            part = times[:, lo : lo + width]
+            if per == "worker":
+                part[:] = sampler.draw(generator(seed, *key), (n, width))[:, :, None]
+            else:
+                for k in range(self.steps):
+                    part[:, :, k] = sampler.draw(generator(seed, *key, k), (n, width))
+        factors = self._factors(block)
+        if factors is not None:
+            with np.errstate(over="ignore"):  # an overflow is reported just below, by its key
+                times *= factors[:, :, None]
+        if self.delay is not None:
+            times[:, :, 0] += self.delay.draw(generator(seed, "delay", block), (n, m))
         if not np.isfinite(times).all():  # finite parameters whose draws overflow float64
             raise ConfigError(
                 [("cluster.compute", "draws times that overflow float64 (inf or NaN); use "
@@ -146,6 +164,14 @@ class Cluster:
         else:
             crash = np.full((n, m), np.inf)
         return times, down, crash
+
+    def _factors(self, block: int) -> np.ndarray | None:
+        """The product of every state model's factors (None: all 1)."""
+        product = None
+        for model in self.states:
+            factors = model.factors_of(block)
+            product = factors if product is None else product * factors
+        return product
 
 
 def gradients(exp: Experiment, trial: int) -> np.ndarray | None:

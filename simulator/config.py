@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from . import budget, yaml_loading
+from . import workers as workers_model
 from .coding.layout import layout_problems
 from .coding.registry import PROTOCOLS
 from .coding.scheme_config import AssignedScheme, SchemeConfig
@@ -53,6 +54,9 @@ from .models import (
 from .models import (
     Strict as Strict,
 )
+from .training.config import Training
+from .training.config import parameters as training_parameters
+from .training.config import problems as training_problems
 
 # --------------------------------------------------------------------------------------------
 # Compute-time distributions: one module each in compute/; ``Distribution`` (the union of the
@@ -86,10 +90,21 @@ class Network(Strict):
 
 
 class Cluster(Strict):
+    """The workers and how they differ (``workers.py`` says how each key is drawn)."""
+
     workers: Annotated[int, Field(ge=1)]
-    compute: Distribution
-    slowdown: list[PositiveFloat] = []
-    """Optional per-worker factors multiplying every compute time (empty: all 1)."""
+    compute: Distribution | None = None
+    """The compute law of every worker not in a group (every worker without groups)."""
+    groups: list[workers_model.Group] = []
+    """Groups of workers with their own compute law (count, fraction, or the rest)."""
+    slowdown: workers_model.Slowdown = []
+    """Factors multiplying every compute time: a list (one per worker), a mapping
+    {worker: factor}, or {fraction, factor, pick} (empty: all 1)."""
+    racks: workers_model.Racks | None = None
+    stragglers: workers_model.MarkovStragglers | None = None
+    """Persistent stragglers: a two-state Markov chain per worker over the iterations."""
+    delay: Distribution | None = None
+    """A load-independent delay per worker and iteration, added before its first chunk."""
     failures: Failures = Failures()
     network: Network = Network()
 
@@ -140,12 +155,18 @@ class Experiment(Strict):
     """Names the run's directory, results/<name>/ (default: the config file's stem)."""
     seed: Annotated[int, Field(ge=0)] = 0
     trials: Annotated[int, Field(ge=1)]
+    iterations: Annotated[int, Field(ge=1)] = 1
+    """Iterations per trial: a trial is a run of this many iterations, one summary row each,
+    with worker states (``cluster.stragglers``) carried over them."""
     engine: Literal["des", "fast", "auto"] = "auto"
     """des: the SimPy event engine; fast: the vectorised engine (same results, only where it is
     exact: no crashes, no shared ingress, continuous compute times); auto: fast where exact."""
     cluster: Cluster
     data: Data = Data()
     output: Output = Output()
+    training: Training | None = None
+    """Turns each trial into a training run (``training/``): the model's gradients are what
+    the schemes send, and each iteration steps with what the PS decoded."""
     schemes: Annotated[list[Scheme], Field(min_length=1)]
 
     # Where the config came from: relative data paths resolve against it. Not a YAML key.
@@ -155,6 +176,9 @@ class Experiment(Strict):
     def _fill_defaults(self) -> Experiment:
         if self.data.chunks is None:
             object.__setattr__(self.data, "chunks", self.cluster.workers)
+        if self.training is not None and "dim" not in self.data.model_fields_set:
+            # A gradient is the model's: as many floats as it has parameters.
+            object.__setattr__(self.data, "dim", training_parameters(self.training))
         return self
 
     @property
@@ -207,20 +231,20 @@ def _semantic_problems(exp: Experiment, layouts: bool = True) -> list[tuple[str,
     problems: list[tuple[str, str]] = []
     m, n = exp.cluster.workers, exp.chunks
     cluster = exp.cluster
-    if cluster.slowdown and len(cluster.slowdown) != m:
-        problems.append(
-            (
-                "cluster.slowdown",
-                f"expected one factor per worker ({m}), got {len(cluster.slowdown)}",
-            )
-        )
+    differ = workers_model.problems(cluster)
+    problems += differ
+    problems += _training_problems(exp)
     for i, w in enumerate(cluster.failures.workers):
         if w >= m:
             problems.append(
                 (f"cluster.failures.workers.{i}", f"worker id {w} is out of range 0..{m - 1}")
             )
-    problems += _distribution_problems(cluster.compute, "cluster.compute", nested=False)
-    problems += _time_problems(exp)
+    if not differ:  # the laws below need groups that add up
+        for key, law, _, _ in workers_model.laws(cluster):
+            problems += _distribution_problems(law, key, nested=False)
+        if cluster.delay is not None:
+            problems += _distribution_problems(cluster.delay, "cluster.delay", nested=False)
+        problems += _time_problems(exp)
     # upload_floats and download_floats are int64 columns: every worker sending every chunk it
     # computes at full dimension must still be countable (dim = 10**19 raised OverflowError).
     steps = max(s.most_steps(m, n) for s in exp.schemes)
@@ -243,6 +267,25 @@ def _semantic_problems(exp: Experiment, layouts: bool = True) -> list[tuple[str,
         problems += scheme_problems
         if layouts and not scheme_problems and isinstance(scheme, AssignedScheme):
             problems += _layout_problems(exp, scheme, key, labels_all[i])
+    return problems
+
+
+def _training_problems(exp: Experiment) -> list[tuple[str, str]]:
+    """A training run's own checks, and the keys it decides itself."""
+    if exp.training is None:
+        return []
+    problems = training_problems(exp)
+    parameters = training_parameters(exp.training)
+    if "dim" in exp.data.model_fields_set and exp.data.dim != parameters:
+        problems.append(
+            ("data.dim", f"a training run's gradients have the model's {parameters} parameters; "
+             "remove data.dim")
+        )  # fmt: skip
+    if "gradients" in exp.data.model_fields_set:
+        problems.append(
+            ("data.gradients", "a training run's gradients are its model's; remove "
+             "data.gradients")
+        )  # fmt: skip
     return problems
 
 
@@ -269,15 +312,16 @@ def _time_problems(exp: Experiment) -> list[tuple[str, str]]:
     run said decoded at time inf. Each chunk time (its tail, times the slowdown), message
     delay, detection timeout and deadline must stay below MAX_TIME."""
     cluster, problems = exp.cluster, []
-    tail = cluster.compute.tail_time()
-    slowest = max(cluster.slowdown, default=1.0)
+    tails = [(key, law.tail_time()) for key, law, _, _ in workers_model.laws(cluster)]
+    key, tail = max(tails, key=lambda pair: pair[1])
+    slowest = workers_model.slowest(cluster)
     network = cluster.network
     floats = float(min(max(exp.data.dim, exp.cluster.workers), 10**300))  # a message, roughly
     limit = f"beyond {MAX_TIME:.0e} (times that large overflow to infinity when added up)"
     if tail > MAX_TIME:
         problems.append(
             (
-                "cluster.compute",
+                key,
                 f"compute times reach {tail:.1e} (the {TAIL:.0e} upper tail), {limit}; "
                 "choose parameters with a lighter tail or a smaller time unit",
             )
@@ -617,7 +661,9 @@ def from_dict(
     exp._source_dir = Path(source_dir)
     size = budget.problems(exp)
     problems = _semantic_problems(exp, layouts=not size) + size
-    problems += _empirical_problems(exp.cluster.compute, "cluster.compute", Path(source_dir))
+    if not workers_model.problems(exp.cluster):
+        for key, law, _, _ in workers_model.laws(exp.cluster):
+            problems += _empirical_problems(law, key, Path(source_dir))
     if exp.engine == "fast" and not problems:
         problems += [
             (key, f"{message} (engine: fast is not exact here; use engine: auto or des)")

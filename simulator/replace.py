@@ -32,7 +32,14 @@ from .scratch import scratch_path
 #: plot`` writes, the traces ``gcsim trace`` writes. "May": a run directory of an older gcsim,
 #: without ``schemes.parquet``, is still recognised and replaceable.
 RUN_FILES = frozenset(
-    {"config.yaml", "manifest.json", "summary.parquet", "events.parquet", "schemes.parquet"}
+    {
+        "config.yaml",
+        "manifest.json",
+        "summary.parquet",
+        "events.parquet",
+        "schemes.parquet",
+        "training.parquet",
+    }
 )
 #: What a sweep directory may hold (``schemes.parquet``: the combined scheme tables).
 SWEEP_FILES = frozenset({"sweep.json", "summary.parquet", "schemes.parquet", "points"})

@@ -28,7 +28,7 @@ from .parameters import scheme_table
 from .parquet import write_parquet
 from .replace import check_replaceable, swap_into_place, target_lock
 from .runner import EVENT_COLUMNS, SUMMARY_COLUMNS, RunResult
-from .schema import SCHEME_COLUMNS
+from .schema import SCHEME_COLUMNS, TRAINING_COLUMNS
 from .scratch import recover_retired, scratch_path
 
 
@@ -100,10 +100,14 @@ def _write_locked(result: RunResult, out: Path, argv: list[str] | None) -> None:
             write_parquet(result.events, staging / "events.parquet", EVENT_COLUMNS)
         schemes = scheme_table(exp, result.engines)
         write_parquet(schemes, staging / "schemes.parquet", SCHEME_COLUMNS)
+        checked = list(CHECKED_FILES)
+        if result.training is not None:
+            write_parquet(result.training, staging / TRAINING_FILE, TRAINING_COLUMNS)
+            checked.append(TRAINING_FILE)
         manifest = {
             "gcsim_version": __version__,
             "config_sha256": config_hash(exp),
-            "files": {name: file_hash(staging / name) for name in CHECKED_FILES},
+            "files": {name: file_hash(staging / name) for name in checked},
             "name": exp.name,
             "seed": exp.seed,
             "trials": exp.trials,
@@ -138,6 +142,9 @@ def _place(source: Path, target: Path, copy: bool) -> None:
 #: from a gcsim before ``schemes.parquet`` fails the check ("missing schemes.parquet"), so a
 #: resumed sweep recomputes such a point rather than combining a point without its table.
 CHECKED_FILES = ("config.yaml", "summary.parquet", "events.parquet", "schemes.parquet")
+#: A training run's rows (``schema.TRAINING``), checked like the others when the manifest
+#: lists it.
+TRAINING_FILE = "training.parquet"
 
 
 def config_hash(exp: Experiment) -> str:
@@ -161,7 +168,7 @@ def run_problem(path: Path, expected_config: str | None = None) -> str | None:
     try:
         manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
         files = manifest["files"]
-        for name in CHECKED_FILES:
+        for name in dict.fromkeys([*CHECKED_FILES, *files]):
             if file_hash(path / name) != files[name]:
                 return f"{name} does not match its checksum"
     except FileNotFoundError as exc:

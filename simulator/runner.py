@@ -18,20 +18,31 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
 from . import config as cfg
-from .cluster import Cluster, gradients
+from .cluster import Cluster
 from .coding.base import Protocol
 from .coding.registry import build
 from .engine.choice import engine_description, scheme_engines
 from .engine.des import EventRecorder, simulate_row
 from .engine.fast import run_trials_fast
+from .engine.numbers import GradientSource, source_of
+from .iterations import events_as_trials, summary_as_trials, traced_rounds
 from .parquet import ParquetStream, schema_of
-from .schema import EVENT_COLUMNS, SUMMARY, SUMMARY_COLUMNS, TABLE_COLUMNS
+from .schema import (
+    ENGINE_EVENT_COLUMNS,
+    ENGINE_SUMMARY_COLUMNS,
+    EVENT_COLUMNS,
+    SUMMARY,
+    SUMMARY_COLUMNS,
+    TABLE_COLUMNS,
+    TRAINING_COLUMNS,
+)
 from .streams import TRIAL_BLOCK
 from .tuning import simulating
 
@@ -54,6 +65,8 @@ class RunResult:
     #: The engine that ran each scheme's untraced trials, by label ("fast" or "des").
     engines: dict[str, str] = field(default_factory=dict)
     executor: str = "in process"
+    #: A training run's rows (``schema.TRAINING``; None without ``training:``).
+    training: pd.DataFrame | None = None
     events_file: Path | None = None
     summary_file: Path | None = None
     #: Set by ``results.write_run`` once the streamed files are in a run directory: writing
@@ -210,6 +223,7 @@ def run(
     bound = STREAM_RANGE_TRIALS if summary_to is not None else None
     summaries: list[pd.DataFrame] = []  # held rows (summary_to None)
     event_parts: list[pd.DataFrame] = []  # held traces (events_to None)
+    training_parts: list[pd.DataFrame] = []  # a training run's rows (small: held)
     executor = "in process"
     with contextlib.ExitStack() as files:  # closes the streams on any exit
         events = summary = None
@@ -221,10 +235,12 @@ def run(
             files.callback(summary.close)
         keep = summary.append if summary is not None else summaries.append
 
-        def done(rows: pd.DataFrame, traces: pd.DataFrame) -> None:
+        def done(rows: pd.DataFrame, traces: pd.DataFrame, training=None) -> None:
             keep(rows)
             if not traces.empty:
                 event_parts.append(traces)
+            if training is not None:
+                training_parts.append(training)
 
         plan: list[Protocol] = []  # planned once for every range run in this process
 
@@ -245,6 +261,8 @@ def run(
     timings = {"simulate_seconds": elapsed, "trials_per_second": exp.trials / elapsed}
     result = RunResult(exp, _joined(summaries, SUMMARY_COLUMNS) if summary is None else None,
                        _joined(event_parts, EVENT_COLUMNS), timings)  # fmt: skip
+    if exp.training is not None:
+        result.training = _joined(training_parts, TRAINING_COLUMNS)
     result.executor = executor
     result.engine = engine_description(exp)
     result.engines = dict(zip(exp.labels(), scheme_engines(exp), strict=True))
@@ -279,33 +297,82 @@ def run_range(
     progress: Callable[[int], None] | None = None,
     on_events: Callable[[pd.DataFrame], None] | None = None,
     protocols: list[Protocol] | None = None,
+) -> RangeRows:
+    """Trials ``first .. first+count-1`` on the chosen engine: the rounds of their iterations
+    (``iterations.py``), turned back into the run's rows. ``protocols``: ``build(exp)`` made
+    already (planning original_gc's code takes seconds at m = 200, so a run plans once for all
+    its ranges); built here otherwise."""
+    n, schemes = exp.iterations, len(exp.schemes)
+    streamed = None if on_events is None else lambda rows: on_events(events_as_trials(rows, n))
+    source = source_of(exp)  # a training run's state lives for the range's trials
+    summary, events = run_rounds(
+        exp, first * n, count * n, _per_trial(progress, n), streamed, protocols, source
+    )
+    training = source.frame() if exp.training is not None else None
+    return RangeRows(summary_as_trials(summary, n, schemes), events_as_trials(events, n), training)
+
+
+class RangeRows(NamedTuple):
+    """What a range of trials produced: summary and event rows, and a training run's rows
+    (None without ``training:``)."""
+
+    summary: pd.DataFrame
+    events: pd.DataFrame
+    training: pd.DataFrame | None = None
+
+
+def _per_trial(progress: Callable[[int], None] | None, n: int) -> Callable[[int], None] | None:
+    """``progress`` told of whole trials while the engines count rounds."""
+    if progress is None or n == 1:
+        return progress
+    rounds = [0]
+
+    def tell(more: int) -> None:
+        before = rounds[0] // n
+        rounds[0] += more
+        if rounds[0] // n > before:
+            progress(rounds[0] // n - before)
+
+    return tell
+
+
+def run_rounds(
+    exp: cfg.Experiment,
+    first: int,
+    count: int,
+    progress: Callable[[int], None] | None = None,
+    on_events: Callable[[pd.DataFrame], None] | None = None,
+    protocols: list[Protocol] | None = None,
+    source: GradientSource | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Trials ``first .. first+count-1`` on the chosen engine. The fast engine keeps no event
-    traces, so the traced trials (the first ``output.events_trials``) always run on the event
-    engine; the two engines give the same rows, so the split never shows in the results. BLAS
-    runs on one thread meanwhile, and the cycle collector lazily (``tuning.simulating``).
-    ``protocols``: ``build(exp)`` made already (planning original_gc's code takes seconds at
-    m = 200, so a run plans once for all its ranges); built here otherwise. A row that
-    decoded at a time that is not finite is refused (``ConfigError``): float64 overflowed."""
+    """Rounds ``first .. first+count-1`` on the chosen engine, as the engines' rows. The fast
+    engine keeps no event traces, so the traced rounds (every iteration of the first
+    ``output.events_trials`` trials) always run on the event engine; the two engines give the
+    same rows, so the split never shows in the results. BLAS runs on one thread meanwhile, and
+    the cycle collector lazily (``tuning.simulating``). A row that decoded at a time that is not
+    finite is refused (``ConfigError``): float64 overflowed."""
     with simulating():
         if protocols is None:
             protocols = build(exp)
+        source = source_of(exp) if source is None else source
         engines = scheme_engines(exp)
         fast = [p for p, engine in zip(protocols, engines, strict=True) if engine == "fast"]
         if not fast:
-            summary, events = run_trials(exp, first, count, progress, on_events, protocols)
+            summary, events = run_trials(exp, first, count, progress, on_events, protocols, source)
             return _finite(summary), events
-        traced_end = min(first + count, max(first, exp.output.events_trials))
-        summary, events = _frame([], SUMMARY_COLUMNS), _frame([], EVENT_COLUMNS)
-        if traced_end > first:  # traced trials: every scheme on the event engine
+        traced_end = min(first + count, max(first, traced_rounds(exp)))
+        summary = _frame([], ENGINE_SUMMARY_COLUMNS)
+        events = _frame([], ENGINE_EVENT_COLUMNS)
+        if traced_end > first:  # traced rounds: every scheme on the event engine
             summary, events = run_trials(
-                exp, first, traced_end - first, progress, on_events, protocols
+                exp, first, traced_end - first, progress, on_events, protocols, source
             )
         rest = first + count - traced_end
         slow = [p for p, engine in zip(protocols, engines, strict=True) if engine == "des"]
-        quick = run_trials_fast(exp, traced_end, rest, fast, progress if not slow else None)
+        told = progress if not slow else None
+        quick = run_trials_fast(exp, traced_end, rest, fast, told, source)
         if slow:
-            untraced, _ = run_trials(exp, traced_end, rest, progress, None, slow)
+            untraced, _ = run_trials(exp, traced_end, rest, progress, None, slow, source)
             quick = _interleaved(quick, untraced, [e == "fast" for e in engines])
         parts = [summary, quick] if len(summary) else [quick]
         return _finite(parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)), events
@@ -338,7 +405,7 @@ def _finite(rows: pd.DataFrame) -> pd.DataFrame:
     return rows
 
 
-def _range_task(exp: cfg.Experiment, first: int, count: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _range_task(exp: cfg.Experiment, first: int, count: int) -> RangeRows:
     """``run_range`` on an executor's worker, which plans once per config: the protocols of
     the last config a worker thread ran stay with it (``_plans``) for the run's next ranges."""
     key = (exp.model_dump_json(), str(exp.source_dir))
@@ -409,13 +476,16 @@ def run_trials(
     progress: Callable[[int], None] | None = None,
     on_events: Callable[[pd.DataFrame], None] | None = None,
     protocols: list[Protocol] | None = None,
+    source: GradientSource | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Trials ``first .. first+count-1`` of every scheme on the event engine: (summary rows,
-    event rows). With ``on_events`` the event rows are handed to it in batches of at most
-    ``EVENT_BATCH`` rows (plus one trial's) instead, and the returned event frame is empty.
-    ``protocols``: ``build(exp)`` made already, else built here."""
+    """Rounds ``first .. first+count-1`` (trials when ``iterations`` is 1) of every scheme on
+    the event engine: (summary rows, event rows), the engine's columns. With ``on_events``
+    the event rows are handed to it in batches of at most ``EVENT_BATCH`` rows (plus one
+    trial's) instead, and the returned event frame is empty.
+    ``protocols``: ``build(exp)`` made already, else built here; ``source``: where gradients
+    come from (``engine/numbers.py``), the config's by default."""
     with simulating():
-        return _run_trials(exp, first, count, progress, on_events, protocols)
+        return _run_trials(exp, first, count, progress, on_events, protocols, source)
 
 
 #: Event rows collected before they go to ``on_events``.
@@ -423,9 +493,10 @@ EVENT_BATCH = 1 << 16
 
 
 def _run_trials(
-    exp, first, count, progress, on_events, protocols=None
+    exp, first, count, progress, on_events, protocols=None, source=None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     protocols = build(exp) if protocols is None else protocols
+    source = source_of(exp) if source is None else source
     cluster = Cluster(exp, steps=max(p.steps for p in protocols))
     summaries: list[pd.DataFrame] = []
     traces: list[tuple] = []  # bounded: only the first output.events_trials trials are traced
@@ -435,36 +506,39 @@ def _run_trials(
         realization = cluster.draw(start, n)
         rows: list[tuple] = []
         for trial in range(start, start + n):
-            _run_one(exp, protocols, realization.trial(trial), rows, traces)
+            _run_one(exp, protocols, realization.trial(trial), rows, traces, source)
             if on_events is not None and len(traces) >= EVENT_BATCH:
-                on_events(_frame(traces, EVENT_COLUMNS))
+                on_events(_frame(traces, ENGINE_EVENT_COLUMNS))
                 traces = []
             if progress is not None:
                 progress(1)
         # Columnar per block: ~100 bytes a row instead of ~575 as Python tuples.
-        summaries.append(_frame(rows, SUMMARY_COLUMNS))
+        summaries.append(_frame(rows, ENGINE_SUMMARY_COLUMNS))
         start += n
-    summary = pd.concat(summaries, ignore_index=True) if summaries else _frame([], SUMMARY_COLUMNS)
+    summary = (
+        pd.concat(summaries, ignore_index=True) if summaries else _frame([], ENGINE_SUMMARY_COLUMNS)
+    )
     if on_events is not None:
         if traces:
-            on_events(_frame(traces, EVENT_COLUMNS))
+            on_events(_frame(traces, ENGINE_EVENT_COLUMNS))
         traces = []
-    return summary, _frame(traces, EVENT_COLUMNS)
+    return summary, _frame(traces, ENGINE_EVENT_COLUMNS)
 
 
-def _run_one(exp, protocols: list[Protocol], draw, rows: list, traces: list) -> None:
-    grads = gradients(exp, draw.trial)
-    truth = None if grads is None else grads.sum(axis=0)
-    keep_events = draw.trial < exp.output.events_trials
+def _run_one(exp, protocols: list[Protocol], draw, rows: list, traces: list, source) -> None:
+    keep_events = draw.trial < traced_rounds(exp)
     for protocol in protocols:
         recorder = EventRecorder() if keep_events else None
-        rows.append(_row(simulate_row(exp, protocol, draw, grads, truth, recorder)))
+        grads, truth = source.get(draw.trial, protocol)
+        row = simulate_row(exp, protocol, draw, grads, truth, recorder)
+        source.done(draw.trial, protocol, row["estimate"], row["completion_time"])
+        rows.append(_row(row))
         if recorder is not None:
             traces.extend((protocol.label, draw.trial, *row) for row in recorder.rows)
 
 
 #: A row by column name as the tuple ``_frame`` takes.
-_ROW = operator.itemgetter(*SUMMARY_COLUMNS)
+_ROW = operator.itemgetter(*ENGINE_SUMMARY_COLUMNS)
 
 
 def _row(values: dict[str, object]) -> tuple:
@@ -473,7 +547,7 @@ def _row(values: dict[str, object]) -> tuple:
     except KeyError as missing:
         raise KeyError(
             f"engine/des.py:simulate_row gives no value for the summary column {missing} "
-            "(every column of simulator/schema.py SUMMARY needs one)"
+            "(every column of simulator/schema.py SUMMARY filled by the engine needs one)"
         ) from None
 
 

@@ -30,6 +30,7 @@ class Column:
     fill: object = None  # an engine's value before it knows better (None: the dtype's zero)
     stats: str = ""  # the per-scheme statistics of the run table: time | rate | error | mean
     short: str = ""  # the name its statistics are keyed by (mean_<short>...); "" = its name
+    by: str = "engine"  # who fills it: engine (both engines, compared) | runner (from their rows)
 
 
 #: Tolerances (rtol, atol) of the ``agree`` kinds that are not exact.
@@ -61,6 +62,12 @@ SUMMARY = (
     Column("residual", "float64", "",
            "coefficient-space residual of the decoder (0: exact in exact arithmetic)",
            "numeric", float("nan")),
+    # Filled by the runner from the engines' rows of a trial's iterations (runner.py).
+    Column("iteration", "int64", "", "iteration within the trial (0 .. iterations - 1)",
+           by="runner"),
+    Column("elapsed", "float64", "time",
+           "the trial's time at the end of this iteration: its iterations' completion times "
+           "summed (inf once one never decoded)", by="runner"),
 )  # fmt: skip
 
 #: One row per traced event of the first ``output.events_trials`` trials (event engine only).
@@ -72,7 +79,9 @@ EVENTS = (
     Column("worker", "int64", "", "the worker (-1: the PS)"),
     Column("chunk", "int64", "", "the chunk (-1: none)"),
     Column("size", "int64", "floats", "floats on the wire (0 for computations)"),
-)
+    Column("iteration", "int64", "", "iteration within the trial (times start at 0 in each)",
+           by="runner"),
+)  # fmt: skip
 
 #: One row per scheme (``schemes.parquet``): its parameters, so that outputs are joined on
 #: ``scheme`` instead of parsing labels or re-reading config.yaml. Missing values: "" for
@@ -99,14 +108,19 @@ SCHEMES = (
 
 SUMMARY_COLUMNS = {c.name: c.dtype for c in SUMMARY}
 EVENT_COLUMNS = {c.name: c.dtype for c in EVENTS}
+#: What the engines make, one row per (scheme, round): the columns they fill, in schema order
+#: (the runner adds the rest, ``by="runner"``).
+ENGINE_SUMMARY = tuple(c for c in SUMMARY if c.by == "engine")
+ENGINE_SUMMARY_COLUMNS = {c.name: c.dtype for c in ENGINE_SUMMARY}
+ENGINE_EVENT_COLUMNS = {c.name: c.dtype for c in EVENTS if c.by == "engine"}
 SCHEME_COLUMNS = {c.name: c.dtype for c in SCHEMES}
 #: Summary columns the run table summarises per scheme (``runner.scheme_table``): in schema
 #: order, errors last (the table's columns read times, rates, traffic, then accuracy).
 TABLE_COLUMNS = tuple(
     c.name for c in sorted((c for c in SUMMARY if c.stats), key=lambda c: c.stats == "error")
 )
-#: Summary columns the engines compute (the rest identify the row).
-RESULT_COLUMNS = tuple(c.name for c in SUMMARY[3:])
+#: Summary columns the engines compute (the first three identify the row).
+RESULT_COLUMNS = tuple(c.name for c in ENGINE_SUMMARY[3:])
 
 #: One row per (scheme, trial, iteration) of a training run (``training.parquet``, written when
 #: the config has ``training:``; ``simulator.training.loop``). Iteration 0 is the initial state

@@ -21,12 +21,13 @@ import pytest
 from scipy import stats
 
 from simulator import theory
-from simulator.cluster import Cluster, IndependentWorkers
+from simulator.cluster import Cluster
 from simulator.compute.base import TAIL, Dist
 from simulator.compute.registry import DIST_NAMES, DISTRIBUTIONS, Distribution, by_name
 from simulator.config import ConfigError, from_dict
 from simulator.runner import run
 from simulator.streams import TRIAL_BLOCK, generator
+from simulator.workers import FixedFactors
 
 DRAWS = 20_000
 P_MIN = 1e-3
@@ -220,8 +221,8 @@ def test_nested_per_and_empirical_files_are_the_distributions_own_problems(tmp_p
 
 
 def test_default_worker_states_multiply_by_the_slowdown() -> None:
-    states = IndependentWorkers(np.array([1.0, 2.5, 4.0]))
-    factors = states.factors(block=3, trials=TRIAL_BLOCK)
+    states = FixedFactors(np.array([1.0, 2.5, 4.0]))
+    factors = states.factors_of(block=3)
     np.testing.assert_array_equal(np.broadcast_to(factors, (TRIAL_BLOCK, 3))[7], [1.0, 2.5, 4.0])
 
 

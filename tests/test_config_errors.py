@@ -15,7 +15,18 @@ from simulator.config import DIST_NAMES, from_dict, protocol_names
 from .conftest import BASE_CONFIG, DELETE, make_config, tree, write_config
 
 PROTOCOLS = ", ".join(protocol_names())  # the registry grows: read it, do not copy it
-TOP_KEYS = ("name", "seed", "trials", "engine", "cluster", "data", "output", "schemes")
+TOP_KEYS = (
+    "name",
+    "seed",
+    "trials",
+    "iterations",
+    "engine",
+    "cluster",
+    "data",
+    "output",
+    "training",
+    "schemes",
+)
 EMPIRICAL = {"dist": "empirical", "file": "times.csv", "column": "seconds"}
 TIMES_CSV = "seconds,other\n1.0,2\n1.5,3\n2.5,1\n"
 
@@ -101,8 +112,8 @@ CASES = [
     ),
     Case(
         "unknown top-level key",
-        {"iterations": 5},
-        "iterations",
+        {"epochs": 5},
+        "epochs",
         ("unknown key",),
         allowed=TOP_KEYS,
     ),

@@ -13,6 +13,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..coding.registry import PROTOCOLS
+from ..workers import laws
+from ..workers import problems as workers_problems
 
 if TYPE_CHECKING:
     from ..config import Experiment
@@ -24,7 +26,18 @@ Problems = list[tuple[str, str]]
 #: what happens in a trial, and fast would silently ignore it). A scheme's own settings are its
 #: protocol's: its module implements all of them in both engines.
 KNOWN = {
-    "Cluster": {"workers", "compute", "slowdown", "failures", "network"},
+    # How workers differ is drawn into the realization, which both engines read alike.
+    "Cluster": {
+        "workers",
+        "compute",
+        "groups",
+        "slowdown",
+        "racks",
+        "stragglers",
+        "delay",
+        "failures",
+        "network",
+    },
     "Failures": {"prob", "workers", "crash_rate", "detect_timeout"},
     "Network": {"latency", "time_per_float", "ps_ingress"},
     "Data": {"chunks", "dim", "gradients"},
@@ -73,7 +86,7 @@ def scheme_problems(exp: Experiment, index: int) -> Problems:
                 f"no vectorised evaluation of protocol {spec.protocol!r}; fast supports {fast}",
             )
         ]
-    found = [] if tags.tie_safe else atoms(exp.cluster.compute, "cluster.compute")
+    found = [] if tags.tie_safe else cluster_atoms(exp)
     if found:
         return [
             (
@@ -92,7 +105,7 @@ def fast_problems(exp: Experiment) -> Problems:
         if not PROTOCOLS[spec.protocol].tags.fast:
             problems += scheme_problems(exp, i)
     sensitive = sorted({s.protocol for s in exp.schemes if not PROTOCOLS[s.protocol].tags.tie_safe})
-    found = atoms(exp.cluster.compute, "cluster.compute")
+    found = cluster_atoms(exp)
     if found and sensitive:
         key, kind = found[0]
         problems.append(
@@ -128,6 +141,14 @@ def engine_description(exp: Experiment) -> str:
         traced = min(exp.output.events_trials, exp.trials)
         return f"{engine} (event engine for the {traced} traced trials)"
     return engine
+
+
+def cluster_atoms(exp: Experiment) -> list[tuple[str, str]]:
+    """``atoms`` of every worker's compute law (a delay only adds to them: it makes no tie
+    that the laws do not)."""
+    if workers_problems(exp.cluster):
+        return []  # the config is refused anyway, by those problems
+    return [found for key, law, _, _ in laws(exp.cluster) for found in atoms(law, key)]
 
 
 def atoms(dist: Any, key: str) -> list[tuple[str, str]]:

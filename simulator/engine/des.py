@@ -61,7 +61,8 @@ def simulate_row(
     truth: np.ndarray | None,
     recorder: Tracer | None = None,
 ) -> dict[str, object]:
-    """One (scheme, trial) as a summary row by column name (``schema.SUMMARY``). The runner
+    """One (scheme, trial) as a summary row by column name (``schema.SUMMARY``), plus
+    ``estimate``: the PS's estimate (None when undecoded or gradients are off). The runner
     calls it for every trial it runs on this engine, the fast engine for the trials it
     replays."""
     outcome = simulate(
@@ -72,8 +73,9 @@ def simulate_row(
         recorder,
         exp.cluster.failures.detect_timeout,
     )
-    error, used, condition, left = math.nan, 0, math.nan, math.nan
+    error, used, condition, left, estimate = math.nan, 0, math.nan, math.nan, None
     if outcome.result is not None:
+        estimate = outcome.result.estimate
         used, condition = outcome.result.chunks_used, outcome.result.cond
         if not protocol.conditioning:
             condition = math.nan  # also where it is free (1.0): "not computed", uniformly
@@ -95,6 +97,7 @@ def simulate_row(
         "chunks_used": used,
         "decode_cond": condition,
         "residual": left,
+        "estimate": estimate,
     }
 
 

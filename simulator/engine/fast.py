@@ -48,12 +48,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ..cluster import Cluster, Realization, TrialDraw, gradients
+from ..cluster import Cluster, Realization, TrialDraw
 from ..coding.base import Protocol
 from ..coding.numerics import rel_error
-from ..schema import SUMMARY, SUMMARY_COLUMNS
+from ..schema import ENGINE_SUMMARY, ENGINE_SUMMARY_COLUMNS
 from ..streams import TRIAL_BLOCK
 from .des import simulate_row
+from .numbers import GradientSource, source_of
 
 if TYPE_CHECKING:
     from ..config import Experiment
@@ -145,7 +146,7 @@ class Rows:
     def __init__(self, n: int):
         self.columns: dict[str, np.ndarray] = {
             c.name: np.full(n, 0 if c.fill is None else c.fill, dtype=_DTYPES[c.dtype])
-            for c in SUMMARY[3:]
+            for c in ENGINE_SUMMARY[3:]
         }
         self.suspect = np.zeros(n, dtype=bool)
         self.estimate: Callable[[int, np.ndarray], np.ndarray] | None = None
@@ -335,12 +336,16 @@ def run_trials_fast(
     count: int,
     protocols: list[Protocol],
     progress: Callable[[int], None] | None = None,
+    source: GradientSource | None = None,
 ) -> pd.DataFrame:
-    """Summary rows of trials ``first .. first+count-1`` of ``protocols`` (planned by
+    """Summary rows of rounds ``first .. first+count-1`` (a round is one iteration of a trial,
+    ``cluster.Cluster``; the ``trial`` column holds it) of ``protocols`` (planned by
     ``registry.build``; a subset of the run's schemes, in config order, when the others run on
     the event engine): the same rows, order, columns and dtypes as the event engine's
     (``runner.run_trials``). ``progress(n)`` is told of finished trials. The caller checks
-    that the fast engine is exact for these schemes (``engine.choice``)."""
+    that the fast engine is exact for these schemes (``engine.choice``). ``source``: where the
+    gradients come from (``engine/numbers.py``; the config's by default)."""
+    source = source_of(exp) if source is None else source
     evaluators = [p.evaluator(exp) for p in protocols]
     cluster = Cluster(exp, steps=max(p.steps for p in protocols))
     parts: list[dict[str, np.ndarray]] = []
@@ -361,12 +366,12 @@ def run_trials_fast(
         draws = [cluster.draw(lo, hi - lo) for lo, hi in zip(cuts, cuts[1:], strict=False)]
         for lo in range(start, end, per_slice):
             pieces = _cut(draws, lo, min(end, lo + per_slice))
-            parts.append(_run_block(exp, protocols, evaluators, pieces))
+            parts.append(_run_block(exp, protocols, evaluators, pieces, source))
             if progress is not None:
                 progress(sum(piece.trials for piece in pieces))
         start = end
     data = {}
-    for column, dtype in SUMMARY_COLUMNS.items():
+    for column, dtype in ENGINE_SUMMARY_COLUMNS.items():
         if column == "scheme":
             data[column] = _repeated([p.label for p in protocols], count)
         elif column == "protocol":
@@ -377,7 +382,7 @@ def run_trials_fast(
             data[column] = np.concatenate([part[column] for part in parts])
         else:
             data[column] = np.empty(0, dtype=dtype)
-    return pd.DataFrame(data, columns=list(SUMMARY_COLUMNS))
+    return pd.DataFrame(data, columns=list(ENGINE_SUMMARY_COLUMNS))
 
 
 def _repeated(labels: list[str], count: int) -> pd.api.extensions.ExtensionArray:
@@ -412,6 +417,7 @@ def _run_block(
     protocols: list[Protocol],
     evaluators: list[Evaluator],
     pieces: list[Realization],
+    source: GradientSource,
 ) -> dict[str, np.ndarray]:
     block = make_block(pieces)
     n = block.n
@@ -421,20 +427,23 @@ def _run_block(
             result["decode_cond"] = np.full(n, np.nan)
     table = {
         column.name: np.stack([r[column.name] for r in results], axis=1).astype(column.dtype)
-        for column in SUMMARY[3:]
+        for column in ENGINE_SUMMARY[3:]
     }
     replay = np.stack([r.suspect for r in results], axis=1) | block.stalled[:, None]
-    numerics = exp.data.gradients != "none"
-    for t in np.nonzero(replay.any(axis=1) | numerics)[0] if n else []:
-        trial = block.first + int(t)
-        grads = gradients(exp, trial)
-        truth = None if grads is None else grads.sum(axis=0)
-        draw = block.trial(trial)
+    # Rounds in order, each scheme's in order: a training source carries state over them.
+    for t in np.nonzero(replay.any(axis=1) | source.active)[0] if n else []:
+        round_ = block.first + int(t)
+        draw = block.trial(round_)
         for s, (protocol, result) in enumerate(zip(protocols, results, strict=True)):
+            grads, truth = source.get(round_, protocol)
+            estimate = None
             if replay[t, s]:
                 row = simulate_row(exp, protocol, draw, grads, truth)
                 for column in table:
                     table[column][t, s] = row[column]
+                estimate = row["estimate"]
             elif truth is not None and result["decoded"][t]:
-                table["rel_error"][t, s] = rel_error(result.estimate(int(t), grads), truth)
+                estimate = result.estimate(int(t), grads)
+                table["rel_error"][t, s] = rel_error(estimate, truth)
+            source.done(round_, protocol, estimate, float(table["completion_time"][t, s]))
     return {column: values.reshape(-1) for column, values in table.items()}
