@@ -305,7 +305,7 @@ def test_quantile_treats_never_as_largest():
 
 
 def test_plot_training_from_rows_and_from_a_run_directory(tmp_path):
-    from simulator.training.plots import plot_training, step_values
+    from simulator.training.plots import _read, plot_training, step_values
 
     exp = _exp(model="logistic", learning_rate=0.5)
     rng = np.random.default_rng(1)
@@ -326,9 +326,10 @@ def test_plot_training_from_rows_and_from_a_run_directory(tmp_path):
     run.mkdir()
     rows.to_parquet(run / "training.parquet")
     (run / "config.yaml").write_text("name: r\ntraining: {target_loss: 0.5}\n")
-    assert len(plot_training(run, run / "figures")) == 4  # the target read from config.yaml
+    assert _read(run, None, None)[1:] == (0.5, "r")  # the target and name from config.yaml
+    assert _read(run, 0.2, "x")[1:] == (0.2, "x")  # unless given
     (run / "config.yaml").write_text("name: r\ntraining: {target_loss: null}\n")
-    assert [p.name for p in plot_training(run, run / "f2")] == [
+    assert [p.name for p in plot_training(run, run / "figures")] == [
         "training_loss.png", "training_loss.pdf"
     ]  # fmt: skip
     # A step curve holds each value until the next row's time; inf never arrives.
@@ -349,12 +350,31 @@ def test_bench_training_measures_both_loops():
 
 
 def test_the_bare_loop_takes_the_same_steps_as_train():
-    from simulator.training.bench import bare_descent
+    from simulator.training.bench import bare_descent, bare_one_at_a_time
 
     exp = _exp(model="logistic", learning_rate=0.5)
     replay = Replay(exp.training, exp.chunks, exp.seed)
     theta = bare_descent(replay, 2, 12)
+    np.testing.assert_allclose(bare_one_at_a_time(replay, 2, 12), theta[:, 1], rtol=1e-12)
     z = replay.data.X @ theta[:, 0]
     rows = replay.run(0, *_inputs(1, 12, 1, exp.chunks), ["uncoded"])
     loss = np.mean(np.logaddexp(0, z) - replay.data.y * z)
     assert rows["loss"].iloc[-1] == pytest.approx(loss, rel=1e-12)
+
+
+def test_bench_of_training_runs_times_the_real_path():
+    from simulator.training.bench import (
+        bench_training_runs,
+        format_bench_training_runs,
+        training_experiment,
+    )
+
+    assert training_experiment(4, 2, 3, True).training is not None
+    plain = training_experiment(4, 2, 3, False)
+    assert plain.training is None and plain.data.dim == 21  # the model's parameter count
+    (row,) = bench_training_runs(sizes=(4,), mode="quick", samples=100, features=20, repeats=1)
+    assert row["training_added_s"] == max(row["run_s"] - row["run_without_training_s"], 0)
+    assert row["ratio_vs_vectorized"] == pytest.approx(
+        row["training_added_s"] / row["bare_vectorized_s"]
+    )
+    assert "x 1-by-1" in format_bench_training_runs([row])
