@@ -135,7 +135,7 @@ def test_logistic_on_breast_cancer_learns():
     assert (np.diff(loss) < 0).all()
     assert loss[-1] < 0.1 < 0.69 < loss[0]  # log 2 at theta = 0
     assert rows["accuracy"].iloc[-1] > 0.97
-    assert rows["accuracy"].iloc[0] == pytest.approx(212 / 569)  # z = 0 predicts 0 (malignant)
+    assert rows["accuracy"].iloc[0] == pytest.approx(357 / 569)  # z = 0 predicts 1 (benign)
 
 
 def test_digits_target_is_binary_for_logistic():
@@ -378,3 +378,15 @@ def test_bench_of_training_runs_times_the_real_path():
         row["training_added_s"] / row["bare_vectorized_s"]
     )
     assert "x 1-by-1" in format_bench_training_runs([row])
+
+
+def test_logistic_loss_is_finite_and_right_for_huge_margins():
+    from simulator.training.models import Logistic
+
+    Z = np.array([[-1000.0, 0.3], [800.0, -2.0], [-30.0, 40.0]])
+    y = np.array([0.0, 1.0, 1.0])
+    state = Logistic().evaluate(Z, y)
+    expected = (np.logaddexp(0, Z) - y[:, None] * Z).mean(axis=0)
+    np.testing.assert_allclose(state.loss, expected, rtol=1e-13)
+    np.testing.assert_allclose(state.residual, expit(Z) - y[:, None], atol=1e-16)
+    assert state.accuracy.tolist() == [2 / 3, 1 / 3]

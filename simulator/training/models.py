@@ -46,7 +46,8 @@ class LeastSquares(Model):
 
 
 class Logistic(Model):
-    """Cross-entropy of a 0/1 label with P(y = 1) = sigmoid(z); predicts 1 where z > 0.
+    """Cross-entropy of a 0/1 label with P(y = 1) = sigmoid(z); predicts 1 where z >= 0
+    (so the initial parameters, all 0, predict 1 everywhere).
 
     Per sample, with u = 1 + exp(-z): sigmoid(z) = 1 / u and loss = log(u) + (1 - y) z, so one
     exponential serves both and the label term is one matrix-vector product (``logaddexp`` and
@@ -72,7 +73,7 @@ class Logistic(Model):
             total[overflowed] = _stable_total(Z[:, overflowed], y)
         R = np.reciprocal(u, out=u)
         R -= y[:, None]
-        right = (Z > 0) == (y[:, None] > 0.5)
+        right = (Z >= 0) == (y[:, None] > 0.5)
         return Evaluation(total / n, right.mean(axis=0), R)
 
 
