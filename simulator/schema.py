@@ -67,7 +67,7 @@ SUMMARY = (
            by="runner"),
     Column("elapsed", "float64", "time",
            "the trial's time at the end of this iteration: its iterations' completion times "
-           "summed (inf once one never decoded)", by="runner"),
+           "summed (inf once one never decoded)", "time", by="runner"),
 )  # fmt: skip
 
 #: One row per traced event of the first ``output.events_trials`` trials (event engine only).

@@ -135,7 +135,7 @@ def test_elapsed_is_the_running_sum_of_each_trials_iteration_times() -> None:
 def test_any_range_of_trials_gives_the_rows_of_the_whole_run() -> None:
     exp = from_dict(_config(trials=9))
     whole = run(exp).summary
-    part, _ = run_range(exp, 4, 3)
+    part = run_range(exp, 4, 3).summary
     expected = whole[whole["trial"].between(4, 6)].reset_index(drop=True)
     pd.testing.assert_frame_equal(part.reset_index(drop=True), expected)
 
