@@ -10,9 +10,9 @@ number of gradient updates on the same data: one parameter vector at a time (as 
 ask for them), and all of them at once as the columns of one matrix (the least any
 implementation can do). Target: training's added time within ``TARGET`` times the bare loop's.
 
-The rest of this docstring is ``bench_training``'s.
-
-For each cluster size m (= chunks) the same synthetic logistic-regression problem is trained
+``bench_training`` measures ``loop.train`` (the replay of decode weights, vectorized over
+every (trial, scheme) of a range; not what runs use today, see its module): for each cluster
+size m (= chunks) the same synthetic logistic-regression problem is trained
 on B = trials x 5 parameter vectors, one per (trial, scheme), with decode weights of the
 right shape for five kinds of scheme: uncoded (all 1), fastest_k (m/k on the k covered chunks,
 0 elsewhere), original_gc and partial_gc exact (1 plus decoder-sized round-off), and an
