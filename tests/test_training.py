@@ -165,6 +165,17 @@ def test_dataset_is_deterministic_in_the_seed():
     np.testing.assert_allclose(a.X[:, :-1].std(axis=0), 1, rtol=1e-12)
 
 
+@pytest.mark.parametrize("samples", [203, 210])  # 7 chunks: uneven, even
+def test_chunk_gradients_are_the_per_chunk_sums(samples):
+    training = Training(model="logistic", dataset="synthetic",
+                        synthetic=Synthetic(samples=samples, features=4))  # fmt: skip
+    data = load(training, 7, 0)
+    r = np.random.default_rng(2).standard_normal(samples)
+    expected = np.stack([data.X[data.chunk_of == j].T @ r[data.chunk_of == j] for j in range(7)])
+    np.testing.assert_allclose(data.chunk_gradients(r), expected, rtol=1e-13, atol=1e-13)
+    np.testing.assert_array_equal(data.chunk_gradients(r[:, None]), data.chunk_gradients(r))
+
+
 # ------------------------------------------------------------------------------ clock and skips
 
 
