@@ -47,7 +47,8 @@ class Training(Strict):
     excluded); a chunk's gradient is the SUM over its samples, so the full-data gradient is the
     sum of the chunk gradients (what uncoded decodes with all weights 1) and the PS steps
     ``theta -= learning_rate * (decoded / samples + l2 * w)``. The l2 term is the PS's own and
-    never goes through the scheme.
+    never goes through the scheme; the reported ``loss`` (and ``target_loss``) is the data's
+    mean loss alone, without it.
 
     An iteration that does not give the PS a gradient: with ``timeout`` set, an iteration not
     decoded within ``timeout`` (inclusive) is abandoned, the PS keeps its parameters, the
@@ -119,7 +120,8 @@ def problems(exp: Any) -> list[tuple[str, str]]:
             (
                 "training.dataset",
                 f"{training.dataset} has {samples:,} samples, fewer than the {chunks:,} chunks "
-                "(every chunk needs at least one); use fewer data.chunks or a larger dataset"
+                "(every chunk needs at least one); use fewer chunks (data.chunks, by default "
+                "cluster.workers) or a larger dataset"
                 + (" (training.synthetic.samples)" if training.dataset == "synthetic" else ""),
             )
         )

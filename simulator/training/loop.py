@@ -1,8 +1,11 @@
-"""Training runs: the PS's gradient steps, driven by the iterations the engines simulated.
+"""Training runs replayed from decode weights, vectorized over every (trial, scheme) of a range.
 
-The engines run each (trial, iteration, scheme) with the gradient matrix replaced by the
-identity, so what the PS decodes is the decode-weight vector ``w`` (one weight per chunk): every
-decoder is linear in the chunk gradients, so from real chunk gradients ``g_j`` it decodes
+Runs today train through ``trainer.py`` (the engines' gradient source: real chunk gradients,
+one (scheme, round) at a time). This module is the vectorized alternative, kept for sweeps
+that need it and measured by ``bench.bench_training``. If the engines run each (trial,
+iteration, scheme) with the gradient matrix replaced by the identity, what the PS decodes is
+the decode-weight vector ``w`` (one weight per chunk): every decoder is linear in the chunk
+gradients, so from real chunk gradients ``g_j`` it decodes
 ``sum_j w_j g_j``, with the decoder's own round-off carried in ``w`` (an ill-conditioned
 decode gives a wrong ``w``, hence a wrong gradient here). ``train`` replays those weights on a
 real model: all (trial, scheme) pairs of a range are trained at once as the columns of one
@@ -34,9 +37,9 @@ from .models import Model, model
 _WORK_FLOATS = 1 << 22
 
 
-class Trainer:
-    """One experiment's training problem (dataset, model, step rule), ready to replay ranges of
-    trials; build it once per process and call ``run`` per range."""
+class Replay:
+    """One experiment's training problem (dataset, model, step rule), ready to replay the
+    decode weights of ranges of trials; build it once per process and call ``run`` per range."""
 
     def __init__(self, training: Training, chunks: int, seed: int):
         self.training = training
@@ -132,7 +135,7 @@ def train(
     ``exp.training``, ``exp.chunks`` and ``exp.seed``. Deterministic: the same inputs give the
     same rows, so any split of a run into ranges gives the same table.
     """
-    return Trainer(exp.training, exp.chunks, exp.seed).run(
+    return Replay(exp.training, exp.chunks, exp.seed).run(
         first_trial, durations, decoded, weights, schemes
     )
 

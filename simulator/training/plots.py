@@ -119,9 +119,10 @@ def _loss_figure(frame, order, target, name, out: Path) -> list[Path]:
     accuracy = bool(frame["accuracy"].notna().any())
     trials = frame["trial"].nunique()
     with matplotlib.rc_context(PAPER_STYLE):
-        fig = _figure(7.0 if accuracy else 5.5, 3.4)
+        fig = _figure(7.0 if accuracy else 6.0, 3.4)
         axes = fig.subplots(1, 2 if accuracy else 1, squeeze=False)[0]
         panels = [("loss", axes[0], "training loss (mean over samples)")]
+        note = f"{BAND_NOTE}; each curve ends at its scheme's median finishing time"
         if accuracy:
             panels.append(("accuracy", axes[1], "training accuracy"))
         for column, ax, label in panels:
@@ -148,31 +149,61 @@ def _loss_figure(frame, order, target, name, out: Path) -> list[Path]:
                 positive = low_all[low_all > 0]
                 if positive.size and np.nanmax(medians) / positive.min() >= 10:
                     ax.set_yscale("log")
+                    # Plain numbers; minor ticks labelled only while the axis spans few decades.
                     ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-                    ax.yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+                    ax.yaxis.set_minor_formatter(
+                        matplotlib.ticker.FuncFormatter(lambda v, _, a=ax: _minor_label(v, a))
+                    )
                 if target is not None:
                     ax.axhline(
                         target,
                         color="0.3",
                         linestyle=(0, (4, 3)),
                         linewidth=1.0,
-                        label=f"target loss {target:g}",
+                        label=f"target loss {target:.3g}",
                     )
+            else:
+                bottom = _accuracy_floor(curves, order)
+                if bottom is not None:
+                    top = max(float(np.nanmax(curves[s][3])) for s in order)
+                    ax.set_ylim(bottom, min(1.0, top + 0.1 * (top - bottom)))
+                    note += f";\naccuracy axis from {bottom:.3g} (the first steps are below)"
         title = "Training loss against simulated time"
-        fig.suptitle(f"{title}{f' — {name}' if name else ''} ({trials} trials)")
+        fig.suptitle(f"{title}{f' — {name}' if name else ''} ({trials} trials)", x=0.02, ha="left")
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside right upper", title="scheme")
-        fig.text(
-            0.01,
-            0.005,
-            f"{BAND_NOTE}; each curve ends at its scheme's median finishing time",
-            fontsize=7,
-            style="italic",
-            ha="left",
-            va="bottom",
-        )
-        fig.get_layout_engine().set(h_pad=0.12)
+        fig.supxlabel(note, x=0.01, ha="left", fontsize=7, style="italic")
         return _save(fig, out, "training_loss")
+
+
+def _minor_label(value: float, ax) -> str:
+    """A log axis's minor tick label: every one within about a decade, 2 and 5 within two and
+    a half, none beyond (they would overlap)."""
+    low, high = ax.get_ylim()
+    decades = math.log10(high / low) if low > 0 and high > low else math.inf
+    digit = round(value / 10 ** math.floor(math.log10(value) + 1e-9))
+    if decades <= 1.3 or (decades <= 2.5 and digit in (2, 5)):
+        return f"{value:g}"
+    return ""
+
+
+def _accuracy_floor(curves, order) -> float | None:
+    """Where the accuracy axis starts: below every median and band once the first 5% of each
+    curve's time has passed, so the part where schemes differ fills the panel (the initial
+    accuracy, a majority-class guess, would squeeze it into a sliver); None to keep the full
+    range when that hides little."""
+    later = []
+    for scheme in order:
+        grid, _, low, _ = curves[scheme]
+        later.append(low[grid >= 0.05 * grid[-1]])
+    values = np.concatenate(later)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    floor = float(values.min())
+    floor -= 0.1 * (1.0 - floor)
+    everything = np.concatenate([curves[s][2] for s in order])
+    return floor if floor - float(np.nanmin(everything)) > 0.1 * (1.0 - floor) else None
 
 
 # ------------------------------------------------------------------------------------------
@@ -240,7 +271,7 @@ def _target_figure(frame, order, target, name, out: Path) -> list[Path]:
         ax.set_ylim(-0.6, len(order) - 0.3)
         ax.set_xlim(0, right)
         ax.set_xlabel(TIME_LABEL)
-        ax.set_title(f"Time to loss <= {target:g}{f' — {name}' if name else ''}")
+        ax.set_title(f"Time to loss <= {target:.3g}{f' — {name}' if name else ''}")
         fig.supxlabel(
             f"marker: median over trials; bar: {low_q}-{high_q} of trials (an arrow: "
             "some never reach it);\nreached: share of trials that reach the target",

@@ -69,9 +69,9 @@ def _time(value: float) -> str:
 
 
 def format_time_to_target(frame: pd.DataFrame, target: float | None) -> str:
-    """The text ``gcsim run`` prints for a training run: one line per scheme with the median
-    time to ``target`` loss, its 2.5-97.5% range over trials and the fraction that reached it;
-    fastest median first is NOT imposed (config order, as every other table)."""
+    """The text ``gcsim run`` prints for a training run: one line per scheme (in the run's
+    order, as every other table) with the median time to ``target`` loss, its 2.5-97.5% range
+    over trials and the share of trials that reached it."""
     if target is None:
         return "time to target loss: no training.target_loss set"
     summary = target_summary(frame, target)

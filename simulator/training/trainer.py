@@ -71,8 +71,6 @@ class Trainer:
         self.model = model(self.training.model)
         self.labels = exp.labels()
         self.X = self.data.X
-        # Chunks are contiguous runs of samples: a chunk's gradient is one segment sum.
-        self.starts = np.flatnonzero(np.r_[True, np.diff(self.data.chunk_of) != 0])
         self.penalized = np.ones((self.data.features, 1))
         self.penalized[-1] = 0.0  # the intercept (last feature) is not penalized
         self.runs: dict[str, _Run] = {}
@@ -86,7 +84,7 @@ class Trainer:
         if run is None or run.trial != trial:
             run = self._start(scheme.label, trial)
         if run.pending is None:  # a scheme replayed by the event engine asks twice
-            grads = np.add.reduceat(self.X * run.residual, self.starts, axis=0)
+            grads = self.data.chunk_gradients(run.residual)
             run.pending = (grads, grads.sum(axis=0))
         return run.pending
 
