@@ -517,7 +517,8 @@ def trace_command(run_dir: str, trial: int, scheme: str | None, out: str | None)
     "--ell",
     type=click.IntRange(min=1),
     default=None,
-    help="Show only this ell (default: every ell = 1..load).",
+    help="Show only this ell; --ordering optimal optimizes for it (default: every ell = "
+    "1..load, optimal for ell = 1).",
 )
 @click.option(
     "--json",
@@ -562,7 +563,7 @@ def ordering_command(workers, load, assignment, ordering, seed, ell, as_json) ->
             ]
         )
     try:
-        report = ordering_report(workers, load, assignment, ordering, seed)
+        report = ordering_report(workers, load, assignment, ordering, seed, ell=ell or 1)
     except ValueError as exc:
         _fail([f"--assignment {assignment}: {exc}"])
     ells = [ell] if ell else list(range(1, load + 1))
@@ -571,7 +572,9 @@ def ordering_command(workers, load, assignment, ordering, seed, ell, as_json) ->
         return
     console = Console()
     orders = Table(
-        title=f"{assignment} assignment, {ordering} order (m = {workers}, load = "
+        title=f"{assignment} assignment, {ordering} order"
+        + (f" for ell = {ell or 1}" if ordering == "optimal" else "")
+        + f" (m = {workers}, load = "
         f"{load}, seed {seed})",
         title_justify="left",
     )
