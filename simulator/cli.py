@@ -737,6 +737,46 @@ def _type_name(annotation) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
+@cli.command("fit")
+@click.argument("times", type=click.Path())
+@click.option("--column", default=None, help="The column of measured chunk times (CSV/parquet).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Where fit.png and fits.csv go (default results/fit/<name of TIMES>).",
+)
+@click.option(
+    "--bootstrap", type=click.IntRange(min=0), default=50, show_default=True,
+    help="Parametric bootstrap refits per law, for the standard errors (0: none).",
+)  # fmt: skip
+def fit_command(times: str, column: str | None, out: str | None, bootstrap: int) -> None:
+    """Fit every compute-time law to measured chunk times (a run directory or its
+    events.parquet, or a CSV/parquet column) and print the compute: block to paste; from a
+    real run's trace, the network's latency too."""
+    from . import fit
+
+    try:
+        values, per = fit.measured_times(Path(times), column)
+        fits = fit.fit_all(values, "TIMES" if column is None else f"--column {column}", bootstrap)
+        frame = fit.read_table(Path(times)) if column is None else None
+        network = None
+        if frame is not None and fit.is_events(frame):
+            overheads = fit.message_overheads(frame)
+            if len(overheads):
+                network = fit.fit_network(overheads)
+        target = Path(out) if out else Path("results") / "fit" / Path(times).resolve().name
+        fit.write_report(fits, values, target)
+    except (cfg.ConfigError, OSError) as exc:
+        _fail(_problem_lines(exc))
+    console = Console() if Console().is_terminal else Console(width=130)
+    console.print(fit.fits_table(fits, values))
+    click.echo("\n# paste into the config's cluster: section")
+    click.echo("  " + fits[0].block(per))
+    if network is not None:
+        click.echo("  " + fit.network_block(network))
+    click.echo(f"figure: {target / 'fit.png'}")
+
+
 class Interrupted(BaseException):
     """SIGINT or SIGTERM, raised in the main thread wherever it is (``_on_interrupt``).
 
