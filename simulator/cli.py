@@ -777,6 +777,51 @@ def fit_command(times: str, column: str | None, out: str | None, bootstrap: int)
     click.echo(f"figure: {target / 'fit.png'}")
 
 
+@cli.command("emulate")
+@click.argument("config", type=click.Path(dir_okay=False))
+@OVERRIDE
+@click.option(
+    "--dask", metavar="ADDRESS|local", default="local", show_default=True,
+    help="Where the worker processes run: a local Dask cluster, or a scheduler address with "
+    "at least cluster.workers workers.",
+)  # fmt: skip
+@click.option(
+    "--time-scale", type=float, default=1.0, show_default=True,
+    help="Seconds of real time per simulated time unit (0: inject nothing).",
+)  # fmt: skip
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--force", is_flag=True, help="Replace the results already in --out.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no table.")
+def emulate_command(config, overrides, dask, time_scale, out, force, quiet) -> None:
+    """Run the config's trials for real: one worker process per simulated worker (a Dask
+    actor), this process as the parameter server; writes a run directory marked real."""
+    from .emulate import emulate, emulation_problems, write_real_run
+    from .results import check_writable, default_run_dir
+
+    exp = _load(config, overrides)
+    try:
+        problems = emulation_problems(exp, time_scale)
+        if problems:
+            raise cfg.ConfigError(problems)
+        target = Path(out) if out else default_run_dir(exp, Path("results") / "real")
+        check_writable(target, force)
+        if dask != "local":
+            from .executors import check_dask_address
+
+            check_dask_address(dask)
+        with progress_bar(quiet) as bar:
+            task = bar.add_task("emulating", total=exp.trials)
+            result = emulate(exp, dask, time_scale, lambda n: bar.advance(task, n))
+        path = write_real_run(result, target, ["gcsim", *sys.argv[1:]], force)
+    except (cfg.ConfigError, OSError) as exc:
+        _fail(_problem_lines(exc))
+    if not quiet:
+        console = Console() if Console().is_terminal else Console(width=150)
+        console.print(scheme_table(result))
+        console.print(f"{exp.trials} trials x {len(exp.schemes)} schemes, {result.executor}")
+    click.echo(f"results: {path}")
+
+
 class Interrupted(BaseException):
     """SIGINT or SIGTERM, raised in the main thread wherever it is (``_on_interrupt``).
 

@@ -272,8 +272,8 @@ def fit_network(overheads: pd.DataFrame) -> dict[str, float]:
     delays = overheads["delay"].to_numpy(float)
     sizes = overheads["size"].to_numpy(float)
     if delays.size == 0 or not np.isfinite(delays).all():
-        raise ConfigError([("TIMES", "no measured message delays (the trace has no matching "
-                            "*_sent/*_received events); give a real run's events.parquet")])  # fmt: skip
+        why = "no measured message delays (no matching *_sent/*_received events)"
+        raise ConfigError([("TIMES", f"{why}; give a real run's events.parquet")])
     if np.ptp(sizes) == 0 or np.ptp(delays) <= 1e-9 * abs(float(np.mean(delays))):
         return {"latency": float(np.mean(delays)), "time_per_float": 0.0}
     slope, intercept = np.polyfit(sizes, delays, 1)
