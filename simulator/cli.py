@@ -822,6 +822,46 @@ def emulate_command(config, overrides, dask, time_scale, out, force, quiet) -> N
     click.echo(f"results: {path}")
 
 
+@cli.command("compare")
+@click.argument("sim_run", type=click.Path())
+@click.argument("real_run", type=click.Path())
+@click.option(
+    "--out", type=click.Path(file_okay=False),
+    help="Where the tables and figures go (default REAL_RUN/compare).",
+)  # fmt: skip
+def compare_command(sim_run: str, real_run: str, out: str | None) -> None:
+    """Predicted (SIM_RUN) vs measured (REAL_RUN, from gcsim emulate) completion time and
+    communication, trial by trial: relative errors per scheme, figures, message delays."""
+    from .compare import compare, write_comparison
+
+    try:
+        result = compare(Path(sim_run), Path(real_run))
+        target = Path(out) if out else Path(real_run) / "compare"
+        write_comparison(result, target)
+    except (cfg.ConfigError, OSError) as exc:
+        _fail(_problem_lines(exc))
+    table = Table(title="measured vs predicted completion time, per scheme")
+    heads = ["scheme", "trials", "median rel err", "p95 rel err", "decoded agree",
+             "msgs equal", "up floats equal", "down floats equal", "ctrl equal"]  # fmt: skip
+    for head in heads:
+        table.add_column(head, justify="left" if head == "scheme" else "right")
+    shares = ["decoded_agree", "messages_equal", "upload_floats_equal", "download_floats_equal",
+              "control_messages_equal"]  # fmt: skip
+    for row in result["table"].to_dict("records"):
+        cells = [f"{row['median_rel_error']:.1%}", f"{row['p95_rel_error']:.1%}"]
+        cells += [f"{row[name]:.0%}" for name in shares]
+        table.add_row(row["scheme"], str(row["trials"]), *cells)
+    console = Console() if Console().is_terminal else Console(width=150)
+    console.print(table)
+    scale = result["manifest"].get("time_scale") or 0
+    for row in result["delays"].itertuples():
+        real = f" ({row.median * scale * 1e3:.2f} ms)" if scale else ""
+        click.echo(f"measured {row.kind} delay: median {row.median:.4g}{real}, p95 "
+                   f"{row.p95:.4g} over {row.count} messages")  # fmt: skip
+    click.echo(f"calibrate: gcsim fit {Path(real_run) / 'events.parquet'}  (network: block)")
+    click.echo(f"figures: {target / 'scatter.png'}, {target / 'cdf.png'}")
+
+
 class Interrupted(BaseException):
     """SIGINT or SIGTERM, raised in the main thread wherever it is (``_on_interrupt``).
 
