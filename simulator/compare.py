@@ -42,10 +42,15 @@ def _run(path: Path, what: str) -> tuple[pd.DataFrame, dict, dict]:
 
 
 def _comparable(sim: dict, real: dict) -> list[tuple[str, str]]:
-    """The configs must agree but for ``trials`` (an emulation runs fewer) and ``engine``."""
+    """The configs must agree (the same draws) but for ``trials`` (an emulation may run
+    fewer), ``engine``, ``name``, ``output`` and ``cluster.network``: a simulation calibrated
+    with the measured latency (``gcsim fit``) is compared with the run it was calibrated on."""
     skip = ("trials", "engine", "name", "output")
     a = {k: v for k, v in sim.items() if k not in skip}
     b = {k: v for k, v in real.items() if k not in skip}
+    for config in (a, b):
+        if isinstance(config.get("cluster"), dict):
+            config["cluster"] = {k: v for k, v in config["cluster"].items() if k != "network"}
     if a == b:
         return []
     keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))

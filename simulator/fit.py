@@ -267,20 +267,28 @@ def message_overheads(events: pd.DataFrame) -> pd.DataFrame:
 
 
 def fit_network(overheads: pd.DataFrame) -> dict[str, float]:
-    """``latency`` and ``time_per_float`` of the simulator's delay ``latency + size * tpf``:
-    least squares when the sizes differ, else the mean delay; both kept >= 0."""
+    """``latency`` and ``time_per_float`` of the simulator's delay ``latency + size * tpf``.
+    Robust to the stalls of a loaded machine (a few messages delayed 10-100x): the median delay
+    of each message size, then a line through those medians (least squares weighted by the
+    messages of each size) when there are several sizes; both kept >= 0."""
     delays = overheads["delay"].to_numpy(float)
-    sizes = overheads["size"].to_numpy(float)
     if delays.size == 0 or not np.isfinite(delays).all():
         why = "no measured message delays (no matching *_sent/*_received events)"
         raise ConfigError([("TIMES", f"{why}; give a real run's events.parquet")])
-    if np.ptp(sizes) == 0 or np.ptp(delays) <= 1e-9 * abs(float(np.mean(delays))):
-        return {"latency": float(np.mean(delays)), "time_per_float": 0.0}
-    slope, intercept = np.polyfit(sizes, delays, 1)
-    if slope < 0:
-        return {"latency": float(np.mean(delays)), "time_per_float": 0.0}
+    frame = pd.DataFrame({"size": overheads["size"].to_numpy(float), "delay": delays})
+    medians = frame.groupby("size")["delay"].agg(["median", "size"])
+    sizes = medians.index.to_numpy(float)
+    typical = medians["median"].to_numpy(float)
+    weights = medians["size"].to_numpy(float)
+    overall = float(np.median(delays))
+    if sizes.size < 2 or np.ptp(typical) <= 1e-9 * abs(overall):
+        return {"latency": max(0.0, overall), "time_per_float": 0.0}
+    slope, intercept = np.polyfit(sizes, typical, 1, w=np.sqrt(weights))
+    if slope <= 0:
+        return {"latency": max(0.0, overall), "time_per_float": 0.0}
     if intercept < 0:
-        return {"latency": 0.0, "time_per_float": float(np.sum(sizes * delays) / np.sum(sizes**2))}
+        through_zero = float(np.sum(weights * sizes * typical) / np.sum(weights * sizes**2))
+        return {"latency": 0.0, "time_per_float": through_zero}
     return {"latency": float(intercept), "time_per_float": float(slope)}
 
 

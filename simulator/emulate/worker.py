@@ -180,7 +180,9 @@ class EmulatedWorker:
             run.rows.append((now, f"{msg.kind}_received", msg.chunk, msg.size))
             reaction = run.trial.worker_receive(self.worker, msg, (now - run.start) / _unit(run))
             self._send(run, reaction.send, time.time())
-        self.outbox.put_nowait(("delivered", key, time.time()))
+        # Through the same channel as the answer, after it: the PS counts a download as handled
+        # only once its answer is in (call_soon_threadsafe keeps the order of its callers).
+        self._push(("delivered", key, time.time()))
 
     async def halt(self, key: tuple[int, int]) -> None:
         """The PS's ``stop``: compute nothing more in this trial (messages are still answered)."""
