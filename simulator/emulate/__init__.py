@@ -69,8 +69,8 @@ def emulate(
     protocols = build(exp)
     cluster_draws = Cluster(exp, steps=max(p.steps for p in protocols))
     rows, traces = [], []
-    with _workers(exp, protocols, dask) as (links, description):
-        ps = ParameterServer(links, time_scale, exp.cluster.failures.detect_timeout)
+    with _workers(exp, protocols, dask) as (client, links, description):
+        ps = ParameterServer(client, links, time_scale, exp.cluster.failures.detect_timeout)
         try:
             setup = time.perf_counter() - started
             realization = None
@@ -105,7 +105,7 @@ def emulate(
 
 
 @contextlib.contextmanager
-def _workers(exp: Experiment, protocols, dask: str) -> Iterator[tuple[list[Link], str]]:
+def _workers(exp: Experiment, protocols, dask: str) -> Iterator[tuple[object, list[Link], str]]:
     """One actor per simulated worker, each on a worker process of its own, with its clock
     offset; the processes (a LocalCluster's) end however the block is left."""
     try:
@@ -150,7 +150,7 @@ def _workers(exp: Experiment, protocols, dask: str) -> Iterator[tuple[list[Link]
             for w in range(m)
         ]
         links = [Link(future.result(), _offset(future.result())) for future in futures]
-        yield links, description
+        yield client, links, description
     except BaseException:
         with _silenced("distributed"):
             if cluster is not None:

@@ -15,10 +15,9 @@ PS's clock with the offset measured per worker at set-up.
 
 from __future__ import annotations
 
-import heapq
+import asyncio
+import contextlib
 import math
-import queue
-import threading
 import time
 from dataclasses import dataclass
 
@@ -48,46 +47,54 @@ class Link:
     offset: float
 
 
-class Poller(threading.Thread):
-    """Long-polls one worker's outbox and queues what it says, stamped with the PS's clock at
-    arrival (a daemon: it blocks in Dask and ends with the process)."""
-
-    def __init__(self, worker: int, link: Link, inbox: queue.Queue) -> None:
-        super().__init__(daemon=True, name=f"gcsim-poll-{worker}")
-        self.worker, self.link, self.inbox = worker, link, inbox
-        self.closing = threading.Event()
-
-    def run(self) -> None:
-        while not self.closing.is_set():
-            try:
-                items = self.link.actor.next_messages().result()
-            except Exception as exc:  # noqa: BLE001 - reported to the PS loop, which raises
-                if not self.closing.is_set():
-                    self.inbox.put((time.time(), self.worker, ("error", None, repr(exc))))
-                return
-            now = time.time()
-            for item in items:
-                self.inbox.put((now, self.worker, item))
-
-
 class ParameterServer:
-    """Plays trials on the workers behind ``links`` (one per simulated worker)."""
+    """Plays trials on the workers behind ``links`` (one per simulated worker).
 
-    def __init__(self, links: list[Link], scale: float, detect_timeout: float) -> None:
+    The PS runs on the Dask client's event loop, where the workers' answers arrive: one
+    long poll per worker (``next_messages``) hands each message straight to the trial's
+    reaction, and downloads leave from there, so a message costs no thread hand-off on this
+    side (under load every hand-off is a wait for a core). The caller's thread only waits for
+    each trial (``Client.sync``), so an interrupt still reaches it at once."""
+
+    def __init__(self, client, links: list[Link], scale: float, detect_timeout: float) -> None:
+        self.client = client
         self.links = links
         self.scale = scale
         self.unit = scale if scale > 0 else 1.0
         self.detect_timeout = detect_timeout
-        self.inbox: queue.Queue = queue.Queue()
-        self.pollers = [Poller(w, link, self.inbox) for w, link in enumerate(links)]
-        for poller in self.pollers:
-            poller.start()
+        self.current: TrialPlay | None = None
+        self.polls: list[asyncio.Task] = []
         self.late_starts = 0  # trials whose start reached some worker after the start instant
         self.lead = START_LEAD  # grows to twice the slowest start seen (a loaded machine)
+        client.sync(self._start_polls)
+
+    async def _start_polls(self) -> None:
+        self.polls = [asyncio.ensure_future(self._poll(w)) for w in range(len(self.links))]
+
+    async def _poll(self, worker: int) -> None:
+        actor = self.links[worker].actor
+        while True:
+            try:
+                items = await actor.next_messages()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the trial waiting on it raises it
+                if self.current is not None:
+                    self.current.fail(EmulationError(f"worker {worker} failed: {exc!r}"))
+                return
+            now = time.time()
+            play = self.current
+            for item in items:
+                if play is not None and item[1] == play.key and not play.over:
+                    play.handle(worker, item, now)
 
     def close(self) -> None:
-        for poller in self.pollers:
-            poller.closing.set()
+        async def cancel() -> None:
+            for task in self.polls:
+                task.cancel()
+
+        with contextlib.suppress(Exception):
+            self.client.sync(cancel)
 
     def play(
         self,
@@ -98,11 +105,12 @@ class ParameterServer:
         truth: np.ndarray | None,
     ) -> tuple[dict[str, object], list[tuple[float, str, int, int, int]]]:
         """One (scheme, trial): its summary row by column name, and its trace rows."""
-        return TrialPlay(self, index, protocol, draw, grads, truth).play()
+        play = TrialPlay(self, index, protocol, draw, grads, truth)
+        return self.client.sync(play.play)
 
 
 class TrialPlay:
-    """The PS's state during one (scheme, trial)."""
+    """The PS's state during one (scheme, trial); every method runs on the client's loop."""
 
     def __init__(self, ps, index, protocol, draw, grads, truth) -> None:
         self.ps = ps
@@ -115,86 +123,82 @@ class TrialPlay:
         self.down = [bool(d) for d in draw.down]
         self.busy = {w for w in range(workers) if not self.down[w]}
         self.crashing = {w for w in self.busy if math.isfinite(draw.crash_time[w])}
-        self.failed: set[int] = set()
         self.pending = 0  # downloads sent and not yet handled by their worker
-        self.timers: list[tuple[float, int, str, int]] = []  # (PS time, seq, what, worker)
+        self.timers: set[asyncio.TimerHandle] = set()
         self.rows: list[tuple[float, str, int, int, int]] = []  # PS-side trace, PS clock
         self.downloaded = 0
         self.ps_controls = 0
         self.decided_at: float | None = None
         self.start = math.inf
+        self.over = False
+        self.done: asyncio.Future | None = None
+        self.heard = time.time()
 
     # -- the trial -----------------------------------------------------------------------------
 
-    def play(self):
+    async def play(self):
         ps, key, unit = self.ps, self.key, self.ps.unit
-        orders = self.protocol.orders
-        times = self.draw.step_times
-        ready = [
-            link.actor.prepare(
-                key,
-                [float(t) * ps.scale for t in times[w][: len(orders[w])]],
-                float(self.draw.crash_time[w]) * ps.scale,
-                self.down[w],
-                ps.scale,
-            )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        self.done = loop.create_future()
+        orders, times = self.protocol.orders, self.draw.step_times
+        await asyncio.gather(*(
+            link.actor.prepare(key, [float(t) * ps.scale for t in times[w][: len(orders[w])]],
+                               float(self.draw.crash_time[w]) * ps.scale, self.down[w],
+                               ps.scale)
             for w, link in enumerate(ps.links)
-        ]
-        for future in ready:
-            future.result()
+        ))  # fmt: skip
+        ps.current = self
         sent = time.time()
         self.start = sent + ps.lead
         started = [link.actor.start(key, self.start + link.offset) for link in ps.links]
         if self.trial.deadline is not None:
             self._timer(self.start + self.trial.deadline * unit, "deadline", PS)
-        for future in started:
-            future.result()
+        await asyncio.gather(*started)
         took = time.time() - sent
         if took > ps.lead:
             ps.late_starts += 1
         ps.lead = min(MAX_LEAD, max(ps.lead, 2 * took))
-        self._loop()
-        return self._finish()
-
-    def _timer(self, at: float, what: str, worker: int) -> None:
-        heapq.heappush(self.timers, (at, len(self.rows) + len(self.timers), what, worker))
-
-    def _quiet(self) -> bool:
-        """Nothing left that could make the PS decode."""
-        return not (self.busy or self.pending or self.timers or self.crashing)
-
-    def _loop(self) -> None:
-        heard = time.time()
-        while self.decided_at is None and not self._quiet():
-            wait = SILENCE_LIMIT
-            if self.timers:
-                wait = min(wait, max(0.0, self.timers[0][0] - time.time()))
-            try:
-                arrived, worker, item = self.ps.inbox.get(timeout=wait)
-            except queue.Empty:
-                if self.timers and self.timers[0][0] <= time.time():
-                    self._fire(heapq.heappop(self.timers))
-                    continue
-                if time.time() - heard >= SILENCE_LIMIT:
+        try:
+            self._check()
+            while not self.done.done():
+                await asyncio.wait([self.done], timeout=SILENCE_LIMIT)
+                if not self.done.done() and time.time() - self.heard >= SILENCE_LIMIT:
                     raise EmulationError(
                         f"no message from any worker for {SILENCE_LIMIT:.0f} s in trial "
                         f"{self.key[1]} (workers busy: {sorted(self.busy)})"
-                    ) from None
-                continue
-            heard = time.time()
-            kind, key = item[0], item[1]
-            if kind == "error":
-                raise EmulationError(f"worker {worker} failed: {item[2]}")
-            if key != self.key:
-                continue  # a late item of an earlier trial
-            # A timer that fell due before this arrival goes first (the PS's own order).
-            while self.timers and self.timers[0][0] <= arrived and self.decided_at is None:
-                self._fire(heapq.heappop(self.timers))
-            if self.decided_at is not None:
-                break
-            self._handle(worker, item, arrived)
+                    )
+            self.done.result()  # an error a poll reported
+        finally:
+            self.over = True
+            ps.current = None
+            for handle in self.timers:
+                handle.cancel()
+        return await self._finish()
 
-    def _handle(self, worker: int, item: tuple, arrived: float) -> None:
+    def fail(self, error: Exception) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_exception(error)
+
+    def _check(self) -> None:
+        """Decoded, or nothing left that could make the PS decode: the trial is over."""
+        quiet = not (self.busy or self.pending or self.timers or self.crashing)
+        if (self.decided_at is not None or quiet) and not self.done.done():
+            self.done.set_result(None)
+
+    def _timer(self, at: float, what: str, worker: int) -> None:
+        loop = asyncio.get_running_loop()
+        handle = None
+
+        def fire() -> None:
+            self.timers.discard(handle)
+            if not self.over:
+                self._fire(at, what, worker)
+
+        handle = loop.call_later(max(0.0, at - time.time()), fire)
+        self.timers.add(handle)
+
+    def handle(self, worker: int, item: tuple, arrived: float) -> None:
+        self.heard = arrived
         kind = item[0]
         if kind == "idle":
             self.busy.discard(worker)
@@ -204,21 +208,22 @@ class TrialPlay:
             self.busy.discard(worker)
             crashed_at = item[2] - self.ps.links[worker].offset
             self._timer(crashed_at + self.ps.detect_timeout * self.ps.unit, "detect", worker)
-        elif kind == "msg":
+        elif kind == "msg" and self.decided_at is None:
             msg: Message = item[3]
             self.rows.append((arrived, f"{msg.kind}_received", msg.worker, msg.chunk, msg.size))
             self._react(self.trial.ps_receive(msg, self._now(arrived)))
+        self._check()
 
-    def _fire(self, timer: tuple[float, int, str, int]) -> None:
-        at, _, what, worker = timer
-        if what == "deadline":
-            self.rows.append((at, "deadline", PS, -1, 0))
-            self._react(self.trial.at_deadline(self._now(at)))
-        else:
-            self.crashing.discard(worker)
-            self.failed.add(worker)
-            self.rows.append((at, "crash_detected", PS, -1, 0))
-            self._react(self.trial.worker_failed(worker, self._now(at)))
+    def _fire(self, at: float, what: str, worker: int) -> None:
+        if self.decided_at is None:
+            if what == "deadline":
+                self.rows.append((at, "deadline", PS, -1, 0))
+                self._react(self.trial.at_deadline(self._now(at)))
+            else:
+                self.crashing.discard(worker)
+                self.rows.append((at, "crash_detected", PS, -1, 0))
+                self._react(self.trial.worker_failed(worker, self._now(at)))
+        self._check()
 
     def _now(self, at: float) -> float:
         return (at - self.start) / self.ps.unit
@@ -240,13 +245,13 @@ class TrialPlay:
 
     # -- the row and the trace -----------------------------------------------------------------
 
-    def _finish(self):
+    async def _finish(self):
         ps, unit, start = self.ps, self.ps.unit, self.start
-        finished = [link.actor.finish(self.key) for link in ps.links]
+        finished = await asyncio.gather(*(link.actor.finish(self.key) for link in ps.links))
         trace: list[tuple[float, str, int, int, int]] = []
-        for w, future in enumerate(finished):
+        for w, rows in enumerate(finished):
             offset = ps.links[w].offset
-            for at, kind, chunk, size in future.result():
+            for at, kind, chunk, size in rows:
                 trace.append(((at - offset - start) / unit, kind, w, chunk, size))
         if self.decided_at is None:
             end = math.inf
