@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -66,10 +67,10 @@ class EmulatedWorker:
 
     # -- set-up --------------------------------------------------------------------------------
 
-    async def ping(self) -> float:
-        """This process's clock, for the PS's offset estimate."""
+    async def ping(self) -> tuple[float, str]:
+        """This process's clock and host, for the PS's offset estimate."""
         self._bind()
-        return time.time()
+        return time.time(), socket.gethostname()
 
     def _bind(self) -> None:
         if self.loop is None:
