@@ -795,7 +795,7 @@ def fit_command(times: str, column: str | None, out: str | None, bootstrap: int)
 def emulate_command(config, overrides, dask, time_scale, out, force, quiet) -> None:
     """Run the config's trials for real: one worker process per simulated worker (a Dask
     actor), this process as the parameter server; writes a run directory marked real."""
-    from .emulate import emulate, emulation_problems, write_real_run
+    from .emulate import EmulationError, emulate, emulation_problems, write_real_run
     from .results import check_writable, default_run_dir
 
     exp = _load(config, overrides)
@@ -815,6 +815,8 @@ def emulate_command(config, overrides, dask, time_scale, out, force, quiet) -> N
         path = write_real_run(result, target, ["gcsim", *sys.argv[1:]], force)
     except (cfg.ConfigError, OSError) as exc:
         _fail(_problem_lines(exc))
+    except EmulationError as exc:  # the real cluster failed: its one line, nothing written
+        _fail([f"emulation: {exc}; nothing was written"])
     if not quiet:
         console = Console() if Console().is_terminal else Console(width=150)
         console.print(scheme_table(result))
