@@ -30,6 +30,7 @@ from ..coding.registry import build
 from ..config import ConfigError, Experiment
 from ..runner import RunResult, _frame
 from ..schema import EVENT_COLUMNS, SUMMARY_COLUMNS
+from ..tuning import simulating
 from .ps import EmulationError, Link, ParameterServer
 from .worker import EmulatedWorker
 
@@ -66,8 +67,13 @@ def emulate(
     problems = emulation_problems(exp, time_scale)
     if problems:
         raise ConfigError(problems)
+    with simulating():  # one BLAS thread (idle OpenBLAS threads spin), a lazy collector
+        return _emulate(exp, dask, time_scale, progress)
+
+
+def _emulate(exp, dask, time_scale, progress) -> RunResult:
     started = time.perf_counter()
-    protocols = build(exp)
+    protocols = build(exp)  # planned as the simulator plans (one BLAS thread: same codes)
     cluster_draws = Cluster(exp, steps=max(p.steps for p in protocols))
     rows, traces = [], []
     with _workers(exp, protocols, dask) as (client, links, description):

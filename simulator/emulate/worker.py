@@ -18,6 +18,7 @@ offset it measured (``ping``), so the same code runs on separate machines.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import socket
 import threading
@@ -28,6 +29,7 @@ import numpy as np
 
 from ..cluster import gradients
 from ..coding.base import Message, Protocol, Trial
+from ..tuning import simulating
 
 #: How long ``finish`` waits for the compute thread to notice the stop (it waits on an event,
 #: so it returns at once unless the protocol's own reaction is still computing).
@@ -64,6 +66,11 @@ class EmulatedWorker:
         self.outbox: asyncio.Queue | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.grads: tuple[int, np.ndarray | None] | None = None  # (trial, its gradients)
+        # For the life of the process, as a simulation runs: one BLAS thread (OpenBLAS's idle
+        # threads spin, taking the cores that the other workers' wake-ups need) and a lazy
+        # cycle collector (no pause of a full collection in the middle of a message).
+        self.tuning = contextlib.ExitStack()
+        self.tuning.enter_context(simulating())
 
     # -- set-up --------------------------------------------------------------------------------
 
