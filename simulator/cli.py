@@ -752,6 +752,133 @@ def _type_name(annotation) -> str:
     return getattr(annotation, "__name__", str(annotation))
 
 
+@cli.command("fit")
+@click.argument("times", type=click.Path())
+@click.option("--column", default=None, help="The column of measured chunk times (CSV/parquet).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Where fit.png and fits.csv go (default results/fit/<name of TIMES>).",
+)
+@click.option(
+    "--bootstrap", type=click.IntRange(min=0), default=50, show_default=True,
+    help="Parametric bootstrap refits per law, for the standard errors (0: none).",
+)  # fmt: skip
+def fit_command(times: str, column: str | None, out: str | None, bootstrap: int) -> None:
+    """Fit every compute-time law to measured chunk times (a run directory or its
+    events.parquet, or a CSV/parquet column) and print the compute: block to paste; from a
+    real run's trace, the network's latency too."""
+    from . import fit
+
+    try:
+        values, per = fit.measured_times(Path(times), column)
+        fits = fit.fit_all(values, "TIMES" if column is None else f"--column {column}", bootstrap)
+        frame = fit.read_table(Path(times)) if column is None else None
+        network = None
+        if frame is not None and fit.is_events(frame):
+            overheads = fit.message_overheads(frame)
+            if len(overheads):
+                network = fit.fit_network(overheads)
+        target = Path(out) if out else Path("results") / "fit" / Path(times).resolve().name
+        fit.write_report(fits, values, target)
+    except (cfg.ConfigError, OSError) as exc:
+        _fail(_problem_lines(exc))
+    console = Console() if Console().is_terminal else Console(width=130)
+    console.print(fit.fits_table(fits, values))
+    click.echo("\n# paste into the config's cluster: section")
+    click.echo("  " + fits[0].block(per))
+    if network is not None:
+        click.echo("  " + fit.network_block(network))
+    click.echo(f"figure: {target / 'fit.png'}")
+
+
+@cli.command("emulate")
+@click.argument("config", type=click.Path(dir_okay=False))
+@OVERRIDE
+@click.option(
+    "--dask", metavar="ADDRESS|local", default="local", show_default=True,
+    help="Where the worker processes run: a local Dask cluster, or a scheduler address with "
+    "at least cluster.workers workers.",
+)  # fmt: skip
+@click.option(
+    "--time-scale", type=float, default=1.0, show_default=True,
+    help="Seconds of real time per simulated time unit (0: inject nothing).",
+)  # fmt: skip
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory.")
+@click.option("--force", is_flag=True, help="Replace the results already in --out.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar and no table.")
+def emulate_command(config, overrides, dask, time_scale, out, force, quiet) -> None:
+    """Run the config's trials for real: one worker process per simulated worker (a Dask
+    actor), this process as the parameter server; writes a run directory marked real."""
+    from .emulate import EmulationError, emulate, emulation_problems, write_real_run
+    from .results import check_writable, default_run_dir
+
+    exp = _load(config, overrides)
+    try:
+        problems = emulation_problems(exp, time_scale)
+        if problems:
+            raise cfg.ConfigError(problems)
+        target = Path(out) if out else default_run_dir(exp, Path("results") / "real")
+        check_writable(target, force)
+        if dask != "local":
+            from .executors import check_dask_address
+
+            check_dask_address(dask)
+        with progress_bar(quiet) as bar:
+            task = bar.add_task("emulating", total=exp.trials)
+            result = emulate(exp, dask, time_scale, lambda n: bar.advance(task, n))
+        path = write_real_run(result, target, ["gcsim", *sys.argv[1:]], force)
+    except (cfg.ConfigError, OSError) as exc:
+        _fail(_problem_lines(exc))
+    except EmulationError as exc:  # the real cluster failed: its one line, nothing written
+        _fail([f"emulation: {exc}; nothing was written"])
+    if not quiet:
+        console = Console() if Console().is_terminal else Console(width=150)
+        console.print(scheme_table(result))
+        console.print(f"{exp.trials} trials x {len(exp.schemes)} schemes, {result.executor}")
+    click.echo(f"results: {path}")
+
+
+@cli.command("compare")
+@click.argument("sim_run", type=click.Path())
+@click.argument("real_run", type=click.Path())
+@click.option(
+    "--out", type=click.Path(file_okay=False),
+    help="Where the tables and figures go (default REAL_RUN/compare).",
+)  # fmt: skip
+def compare_command(sim_run: str, real_run: str, out: str | None) -> None:
+    """Predicted (SIM_RUN) vs measured (REAL_RUN, from gcsim emulate) completion time and
+    communication, trial by trial: relative errors per scheme, figures, message delays."""
+    from .compare import compare, write_comparison
+
+    try:
+        result = compare(Path(sim_run), Path(real_run))
+        target = Path(out) if out else Path(real_run) / "compare"
+        write_comparison(result, target)
+    except (cfg.ConfigError, OSError) as exc:
+        _fail(_problem_lines(exc))
+    table = Table(title="measured vs predicted completion time, per scheme")
+    heads = ["scheme", "trials", "median rel err", "p95 rel err", "decoded agree",
+             "msgs equal", "up floats equal", "down floats equal", "ctrl equal"]  # fmt: skip
+    for head in heads:
+        table.add_column(head, justify="left" if head == "scheme" else "right")
+    shares = ["decoded_agree", "messages_equal", "upload_floats_equal", "download_floats_equal",
+              "control_messages_equal"]  # fmt: skip
+    for row in result["table"].to_dict("records"):
+        cells = [f"{row['median_rel_error']:.1%}", f"{row['p95_rel_error']:.1%}"]
+        cells += [f"{row[name]:.0%}" for name in shares]
+        table.add_row(row["scheme"], str(row["trials"]), *cells)
+    console = Console() if Console().is_terminal else Console(width=150)
+    console.print(table)
+    scale = result["manifest"].get("time_scale") or 0
+    for row in result["delays"].itertuples():
+        real = f" ({row.median * scale * 1e3:.2f} ms)" if scale else ""
+        click.echo(f"measured {row.kind} delay: median {row.median:.4g}{real}, p95 "
+                   f"{row.p95:.4g} over {row.count} messages")  # fmt: skip
+    click.echo(f"calibrate: gcsim fit {Path(real_run) / 'events.parquet'}  (network: block)")
+    click.echo(f"figures: {target / 'scatter.png'}, {target / 'cdf.png'}")
+
+
 class Interrupted(BaseException):
     """SIGINT or SIGTERM, raised in the main thread wherever it is (``_on_interrupt``).
 

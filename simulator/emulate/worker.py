@@ -1,0 +1,219 @@
+"""One real worker: a Dask actor, living in its own process for the whole emulation.
+
+Per trial it walks its chunk list in the protocol's order on a thread of its own: it takes the
+chunk's gradient (the config's per-chunk gradients, drawn from the trial's stream as the
+simulator draws them), waits out the drawn compute time x the time scale (injected straggling,
+minus what the computation itself took), and asks the protocol's own ``Trial`` what to send
+(``chunk_done``: the same reaction the event engine plays). Messages for the PS go into an outbox
+that the PS drains by long polling (``next_messages``); messages from the PS (partial_gc's
+downloads) arrive through ``deliver`` and are answered with ``worker_receive``. An injected crash
+makes the worker fall silent: it computes and answers nothing more in that trial, and the only
+trace of it the PS gets is the failure detector's notice (an outbox item ``crash``), which the PS
+holds back for ``failures.detect_timeout``.
+
+Times are this process's wall clock (``time.time``); the PS maps them onto its own with the
+offset it measured (``ping``), so the same code runs on separate machines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..cluster import gradients
+from ..coding.base import Message, Protocol, Trial
+from ..tuning import simulating
+
+#: How long ``finish`` waits for the compute thread to notice the stop (it waits on an event,
+#: so it returns at once unless the protocol's own reaction is still computing).
+JOIN_SECONDS = 30.0
+
+
+@dataclass
+class WorkerRun:
+    """This worker's part of one (scheme, trial)."""
+
+    key: tuple[int, int]
+    trial: Trial
+    order: list[int]
+    times: list[float]  # seconds, already scaled
+    crash_at: float  # this clock; inf: never
+    down: bool
+    scale: float
+    start: float = math.inf  # this clock
+    stop: threading.Event = field(default_factory=threading.Event)
+    rows: list[tuple[float, str, int, int]] = field(default_factory=list)
+    crashed: bool = False
+    thread: threading.Thread | None = None
+
+
+class EmulatedWorker:
+    """The actor. Its async methods run on the Dask worker's event loop; the chunks run on a
+    thread, so that a long reaction never delays the answer to a download."""
+
+    def __init__(self, worker: int, protocols: list[Protocol], exp) -> None:
+        self.worker = worker
+        self.protocols = protocols
+        self.exp = exp
+        self.run: WorkerRun | None = None
+        self.outbox: asyncio.Queue | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.grads: tuple[int, np.ndarray | None] | None = None  # (trial, its gradients)
+        # For the life of the process, as a simulation runs: one BLAS thread (OpenBLAS's idle
+        # threads spin, taking the cores that the other workers' wake-ups need) and a lazy
+        # cycle collector (no pause of a full collection in the middle of a message).
+        self.tuning = contextlib.ExitStack()
+        self.tuning.enter_context(simulating())
+
+    # -- set-up --------------------------------------------------------------------------------
+
+    async def ping(self) -> tuple[float, str]:
+        """This process's clock and host, for the PS's offset estimate."""
+        self._bind()
+        return time.time(), socket.gethostname()
+
+    def _bind(self) -> None:
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+            self.outbox = asyncio.Queue()
+
+    async def prepare(
+        self,
+        key: tuple[int, int],
+        times: list[float],
+        crash_in: float,
+        down: bool,
+        scale: float,
+    ) -> None:
+        """Make the trial's state (gradients drawn here, from the trial's stream), ready to
+        start. ``times``: this worker's drawn chunk times, scaled; ``crash_in``: seconds after
+        the start at which it crashes (inf: never)."""
+        self._bind()
+        self._end_run()
+        scheme, trial = key
+        if self.grads is None or self.grads[0] != trial:
+            self.grads = (trial, gradients(self.exp, trial))
+        protocol = self.protocols[scheme]
+        run_trial = protocol.new_trial(np.zeros(protocol.workers, dtype=bool), self.grads[1])
+        self.run = WorkerRun(key, run_trial, list(protocol.orders[self.worker]), times,
+                             crash_in, down, scale)  # fmt: skip
+
+    async def start(self, key: tuple[int, int], start_at: float) -> None:
+        """Begin the trial at ``start_at`` (this clock): the chunks start then."""
+        run = self.run
+        if run is None or run.key != key or run.down:
+            return
+        run.start = start_at
+        run.crash_at = start_at + run.crash_at  # crash_in becomes an instant
+        run.thread = threading.Thread(target=self._compute, args=(run,), daemon=True,
+                                      name=f"gcsim-worker-{self.worker}")  # fmt: skip
+        run.thread.start()
+
+    # -- the chunks (compute thread) -----------------------------------------------------------
+
+    def _push(self, item: tuple) -> None:
+        self.loop.call_soon_threadsafe(self.outbox.put_nowait, item)
+
+    def _compute(self, run: WorkerRun) -> None:
+        wait = run.start - time.time()
+        if wait > 0 and run.stop.wait(wait):
+            return
+        ended = self._chunks(run)
+        if ended == "stopped":
+            return
+        if ended == "done":
+            self._push(("idle", run.key, time.time()))
+        if math.isfinite(run.crash_at):  # a crash still to come, computing or not
+            if run.stop.wait(max(0.0, run.crash_at - time.time())):
+                return
+            run.crashed = True
+            run.rows.append((run.crash_at, "crash", -1, 0))
+            self._push(("crash", run.key, run.crash_at))
+
+    def _chunks(self, run: WorkerRun) -> str:
+        """The worker's chunks: 'done' (its list, or its own stop), 'stopped' (by the PS or the
+        end of the trial) or 'crash' (the crash came first)."""
+        grads = self.grads[1]
+        for step, chunk in enumerate(run.order):
+            began = time.time()
+            if began >= run.crash_at:
+                return "crash"
+            run.rows.append((began, "chunk_start", chunk, 0))
+            if grads is not None:  # the chunk's gradient, as a real worker would produce it
+                float(np.dot(grads[chunk], grads[chunk]))
+            end = began + run.times[step]
+            if run.stop.wait(max(0.0, min(end, run.crash_at) - time.time())):
+                return "stopped"  # the chunk is abandoned
+            now = time.time()
+            if end > run.crash_at:
+                return "crash"
+            run.rows.append((now, "chunk_done", chunk, 0))
+            reaction = run.trial.chunk_done(self.worker, chunk, (now - run.start) / _unit(run))
+            self._send(run, reaction.send, now)
+            if self.worker in reaction.stop:
+                break
+        return "done"
+
+    def _send(self, run: WorkerRun, messages: list[Message], now: float) -> None:
+        for msg in messages:
+            run.rows.append((now, f"{msg.kind}_sent", msg.chunk, msg.size))
+            self._push(("msg", run.key, now, msg))
+
+    # -- the PS's calls ------------------------------------------------------------------------
+
+    async def next_messages(self) -> list[tuple]:
+        """Everything in the outbox, waiting for at least one item (the PS's long poll)."""
+        self._bind()
+        items = [await self.outbox.get()]
+        while not self.outbox.empty():
+            items.append(self.outbox.get_nowait())
+        return items
+
+    async def deliver(self, key: tuple[int, int], msg: Message) -> None:
+        """A message from the PS: answered at once with the protocol's ``worker_receive``
+        (lost if this worker has crashed). Then ``delivered`` tells the PS it is handled."""
+        run, now = self.run, time.time()
+        if run is None or run.key != key:
+            return
+        if run.crashed or now >= run.crash_at or run.down:
+            run.rows.append((now, f"{msg.kind}_lost", msg.chunk, msg.size))
+        else:
+            run.rows.append((now, f"{msg.kind}_received", msg.chunk, msg.size))
+            reaction = run.trial.worker_receive(self.worker, msg, (now - run.start) / _unit(run))
+            self._send(run, reaction.send, time.time())
+        # Through the same channel as the answer, after it: the PS counts a download as handled
+        # only once its answer is in (call_soon_threadsafe keeps the order of its callers).
+        self._push(("delivered", key, time.time()))
+
+    async def halt(self, key: tuple[int, int]) -> None:
+        """The PS's ``stop``: compute nothing more in this trial (messages are still answered)."""
+        if self.run is not None and self.run.key == key:
+            self.run.stop.set()
+
+    async def finish(self, key: tuple[int, int]) -> list[tuple[float, str, int, int]]:
+        """End the trial; its trace rows, on this clock."""
+        run = self.run
+        if run is None or run.key != key:
+            return []
+        await asyncio.get_running_loop().run_in_executor(None, self._end_run)
+        return list(run.rows)
+
+    def _end_run(self) -> None:
+        run = self.run
+        if run is None:
+            return
+        run.stop.set()
+        if run.thread is not None:
+            run.thread.join(JOIN_SECONDS)
+
+
+def _unit(run: WorkerRun) -> float:
+    """Seconds per simulated time unit (1 with no time scale: times are then seconds)."""
+    return run.scale if run.scale > 0 else 1.0

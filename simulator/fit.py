@@ -1,0 +1,389 @@
+"""Fitting the compute-time laws (and the network) to measured times: ``gcsim fit``.
+
+The simulator is only as good as its compute-time distribution. This module takes what a real
+cluster measured (a run directory's chunk durations, or a column of times) and fits every
+registered parametric law by maximum likelihood (``scipy.stats``), with each law's parameters
+mapped onto the config keys of its module in ``simulator/compute/``, so the block it prints
+pastes into a config unchanged. Fits are ranked by AIC (likelihood, penalised per parameter)
+and shown with their Kolmogorov-Smirnov distance; standard errors come from a parametric
+bootstrap (refits of samples drawn from the fitted law with the simulator's own ``draw``).
+
+A law with no fitter here (a mixture, the empirical law) is listed as such: a distribution
+added to the registry without one shows up in ``unfitted()``, and the tests ask for one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .compute.registry import DISTRIBUTIONS, by_name
+from .errors import ConfigError
+
+#: Fewest samples a fit is attempted on: below this, the ranking is noise.
+MIN_SAMPLES = 10
+
+
+def _positive_loc_free(law: Any, data: np.ndarray) -> tuple:
+    """scipy's MLE with the location pinned at 0 (our laws start at 0 unless they say shift)."""
+    return law.fit(data, floc=0)
+
+
+def _exponential(data: np.ndarray) -> dict[str, float]:
+    return {"rate": 1.0 / float(np.mean(data))}
+
+
+def _shifted_exponential(data: np.ndarray) -> dict[str, float]:
+    # The MLE: shift at the minimum, rate from the mean excess. A sample whose excess is all
+    # zero is constant, refused before any fit.
+    shift = float(np.min(data))
+    return {"shift": shift, "rate": 1.0 / float(np.mean(data) - shift)}
+
+
+def _pareto(data: np.ndarray) -> dict[str, float]:
+    from scipy import stats
+
+    alpha, _, scale = _positive_loc_free(stats.pareto, data)
+    return {"scale": float(scale), "alpha": float(alpha)}
+
+
+def _weibull(data: np.ndarray) -> dict[str, float]:
+    from scipy import stats
+
+    shape, _, scale = _positive_loc_free(stats.weibull_min, data)
+    return {"scale": float(scale), "shape": float(shape)}
+
+
+def _lognormal(data: np.ndarray) -> dict[str, float]:
+    logs = np.log(data)  # the closed-form MLE: mean and (biased) sd of the logs
+    return {"mu": float(np.mean(logs)), "sigma": float(np.std(logs))}
+
+
+def _gamma(data: np.ndarray) -> dict[str, float]:
+    from scipy import stats
+
+    shape, _, scale = _positive_loc_free(stats.gamma, data)
+    return {"shape": float(shape), "scale": float(scale)}
+
+
+def _inverse_gaussian(data: np.ndarray) -> dict[str, float]:
+    # The closed-form MLE of IG(mu, lambda): mu = mean, 1/lambda = mean(1/x - 1/mu).
+    mu = float(np.mean(data))
+    return {"mu": mu, "shape": 1.0 / float(np.mean(1.0 / data - 1.0 / mu))}
+
+
+#: dist name -> maximum-likelihood fit giving that module's config keys.
+FITTERS: dict[str, Callable[[np.ndarray], dict[str, float]]] = {
+    "exponential": _exponential,
+    "shifted_exponential": _shifted_exponential,
+    "pareto": _pareto,
+    "weibull": _weibull,
+    "lognormal": _lognormal,
+    "gamma": _gamma,
+    "inverse_gaussian": _inverse_gaussian,
+}
+
+#: Registered laws deliberately not fitted, and what to do instead.
+NOT_FITTED: dict[str, str] = {
+    "deterministic": "has no spread: constant data are refused with a pointer to it",
+    "bimodal": "a mixture: split the data at the gap and fit each mode on its own",
+    "empirical": "needs no fit: point it at the data file ({dist: empirical, file: F, column: C})",
+}
+
+
+def unfitted() -> list[str]:
+    """Registered distributions that neither have a fitter nor a reason not to."""
+    names = [d.name() for d in DISTRIBUTIONS]
+    return [n for n in names if n not in FITTERS and n not in NOT_FITTED]
+
+
+@dataclass
+class Fit:
+    """One law fitted to the data: its config keys, goodness of fit and standard errors."""
+
+    dist: str
+    params: dict[str, float]
+    loglik: float
+    aic: float
+    ks: float
+    ks_pvalue: float
+    stderr: dict[str, float] = field(default_factory=dict)
+
+    def model(self, per: str = "chunk") -> Any:
+        """The compute-time model (``simulator.compute``) with the fitted parameters."""
+        return by_name(self.dist).model_validate({"dist": self.dist, **self.params, "per": per})
+
+    def block(self, per: str = "chunk") -> str:
+        """The one-line YAML ``compute:`` block (flow style), loadable by the config."""
+        values = ", ".join(f"{k}: {_number(v)}" for k, v in self.params.items())
+        return f"compute: {{dist: {self.dist}, {values}, per: {per}}}"
+
+
+def _number(value: float) -> str:
+    """Seven significant digits: enough to reproduce the fit, short enough to read."""
+    return f"{value:.7g}"
+
+
+def check_times(values: np.ndarray, what: str) -> np.ndarray:
+    """The samples as float64, or ConfigError naming what cannot be fitted and the fix."""
+    data = np.asarray(values, dtype=float).ravel()
+    problems = []
+    if data.size < MIN_SAMPLES:
+        problems.append((what, f"{data.size} samples; a fit needs at least {MIN_SAMPLES} "
+                         "(measure more chunks or trials)"))  # fmt: skip
+    elif not np.isfinite(data).all():
+        bad = int((~np.isfinite(data)).sum())
+        problems.append((what, f"{bad} values are not finite (NaN or inf); drop them first"))
+    elif (data <= 0).any():
+        bad = int((data <= 0).sum())
+        problems.append((what, f"{bad} values are <= 0; compute times must be positive "
+                         "(check the column and its units)"))  # fmt: skip
+    elif np.ptp(data) <= 1e-12 * abs(float(data[0])):
+        problems.append((what, f"all {data.size} values equal {_number(float(data[0]))}: no "
+                         "continuous law fits constant data; use compute: {dist: "
+                         f"deterministic, value: {_number(float(data[0]))}}}"))  # fmt: skip
+    if problems:
+        raise ConfigError(problems)
+    return data
+
+
+def fit_one(dist: str, data: np.ndarray) -> Fit:
+    """Fit one law by maximum likelihood; goodness of fit from its own scipy law."""
+    from scipy import stats
+
+    params = FITTERS[dist](data)
+    law = by_name(dist).model_validate({"dist": dist, **params}).frozen()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        loglik = float(np.sum(law.logpdf(data)))
+    if not math.isfinite(loglik):
+        loglik = -math.inf
+    test = stats.kstest(data, law.cdf)
+    return Fit(dist, params, loglik, 2 * len(params) - 2 * loglik, float(test.statistic),
+               float(test.pvalue))  # fmt: skip
+
+
+def fit_all(
+    values: np.ndarray, what: str = "TIMES", bootstrap: int = 50, seed: int = 0
+) -> list[Fit]:
+    """Every fittable law, best (lowest AIC) first. ``bootstrap`` refits per law give the
+    standard errors (0: none). A law whose fit fails numerically is left out."""
+    data = check_times(values, what)
+    fits = []
+    for dist in FITTERS:
+        try:
+            fit = fit_one(dist, data)
+        except (ValueError, FloatingPointError, RuntimeError, ArithmeticError):
+            continue
+        if bootstrap:
+            fit.stderr = standard_errors(fit, data.size, bootstrap, seed)
+        fits.append(fit)
+    return sorted(fits, key=lambda f: (f.aic, f.ks))
+
+
+def standard_errors(fit: Fit, n: int, reps: int, seed: int = 0) -> dict[str, float]:
+    """Parametric bootstrap: the spread of refits of ``reps`` samples of size ``n`` drawn from
+    the fitted law by the simulator's own ``draw``."""
+    rng = np.random.default_rng([seed, n])
+    model = fit.model()
+    refits: dict[str, list[float]] = {k: [] for k in fit.params}
+    for _ in range(reps):
+        sample = model.draw(rng, (n,))
+        try:
+            again = FITTERS[fit.dist](sample)
+        except (ValueError, FloatingPointError, RuntimeError, ArithmeticError):
+            continue
+        for key, value in again.items():
+            refits[key].append(value)
+    return {k: float(np.std(v, ddof=1)) if len(v) > 1 else math.nan for k, v in refits.items()}
+
+
+# -- reading measured times -----------------------------------------------------------------
+
+EVENT_KEYS = ("scheme", "trial", "worker")
+
+
+def is_events(frame: pd.DataFrame) -> bool:
+    return {"kind", "time", "worker", "chunk", "trial", "scheme"} <= set(frame.columns)
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A parquet or CSV file (by its suffix; parquet first when it is unclear)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "events.parquet"
+    if not path.is_file():
+        raise ConfigError([("TIMES", f"{path} does not exist; give a run directory, its "
+                            "events.parquet, or a CSV/parquet file of times")])  # fmt: skip
+    try:
+        if path.suffix.lower() in (".csv", ".txt"):
+            return pd.read_csv(path)
+        return pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input problem
+        raise ConfigError([("TIMES", f"cannot read {path} ({type(exc).__name__}); give a "
+                            "parquet or CSV file")]) from None  # fmt: skip
+
+
+def chunk_durations(events: pd.DataFrame) -> tuple[np.ndarray, str]:
+    """Each computed chunk's duration (``chunk_done`` minus its ``chunk_start``), and ``per``:
+    'worker' when every worker's chunks within a trial took the same time, else 'chunk'."""
+    rows = events[events["kind"].isin(["chunk_start", "chunk_done"])]
+    rows = rows.sort_values([*EVENT_KEYS, "time"], kind="stable")
+    durations, constant = [], True
+    for _, group in rows.groupby(list(EVENT_KEYS), sort=False):
+        started: dict[int, float] = {}
+        mine = []
+        for kind, chunk, time in zip(group["kind"], group["chunk"], group["time"], strict=True):
+            if kind == "chunk_start":
+                started[int(chunk)] = float(time)
+            elif int(chunk) in started:
+                mine.append(float(time) - started.pop(int(chunk)))
+        if len(mine) > 1 and np.ptp(mine) > 1e-9 * max(mine):
+            constant = False
+        durations.extend(mine)
+    per = "worker" if constant and durations else "chunk"
+    return np.asarray(durations, dtype=float), per
+
+
+def message_overheads(events: pd.DataFrame) -> pd.DataFrame:
+    """One row per delivered message: its ``size`` and ``delay`` (received minus sent), matched
+    in order per (scheme, trial, worker, kind, chunk)."""
+    out = []
+    for kind in ("upload", "control", "download"):
+        sent = events[events["kind"] == f"{kind}_sent"]
+        got = events[events["kind"] == f"{kind}_received"]
+        keys = [*EVENT_KEYS, "chunk"]
+        sent = sent.assign(n=sent.groupby(keys).cumcount())
+        got = got.assign(n=got.groupby(keys).cumcount())
+        both = sent.merge(got, on=[*keys, "n"], suffixes=("_sent", "_got"))
+        out.append(pd.DataFrame({"kind": kind, "size": both["size_sent"],
+                                 "delay": both["time_got"] - both["time_sent"]}))  # fmt: skip
+    return pd.concat(out, ignore_index=True)
+
+
+def fit_network(overheads: pd.DataFrame) -> dict[str, float]:
+    """``latency`` and ``time_per_float`` of the simulator's delay ``latency + size * tpf``.
+    Robust to the stalls of a loaded machine (a few messages delayed 10-100x): the median delay
+    of each message size, then a line through those medians (least squares weighted by the
+    messages of each size) when there are several sizes; both kept >= 0."""
+    delays = overheads["delay"].to_numpy(float)
+    if delays.size == 0 or not np.isfinite(delays).all():
+        why = "no measured message delays (no matching *_sent/*_received events)"
+        raise ConfigError([("TIMES", f"{why}; give a real run's events.parquet")])
+    frame = pd.DataFrame({"size": overheads["size"].to_numpy(float), "delay": delays})
+    medians = frame.groupby("size")["delay"].agg(["median", "size"])
+    sizes = medians.index.to_numpy(float)
+    typical = medians["median"].to_numpy(float)
+    weights = medians["size"].to_numpy(float)
+    overall = float(np.median(delays))
+    if sizes.size < 2 or np.ptp(typical) <= 1e-9 * abs(overall):
+        return {"latency": max(0.0, overall), "time_per_float": 0.0}
+    slope, intercept = np.polyfit(sizes, typical, 1, w=np.sqrt(weights))
+    if slope <= 0:
+        return {"latency": max(0.0, overall), "time_per_float": 0.0}
+    if intercept < 0:
+        through_zero = float(np.sum(weights * sizes * typical) / np.sum(weights * sizes**2))
+        return {"latency": 0.0, "time_per_float": through_zero}
+    return {"latency": float(intercept), "time_per_float": float(slope)}
+
+
+def network_block(params: dict[str, float]) -> str:
+    return (f"network: {{latency: {_number(params['latency'])}, "
+            f"time_per_float: {_number(params['time_per_float'])}}}")  # fmt: skip
+
+
+def measured_times(path: Path, column: str | None) -> tuple[np.ndarray, str]:
+    """The times to fit from ``path`` and the ``per`` they suggest: a column of a table, or the
+    chunk durations of an events table (a run directory's events.parquet)."""
+    frame = read_table(path)
+    if column is not None:
+        if column not in frame.columns:
+            shown = ", ".join(map(str, frame.columns[:12]))
+            raise ConfigError([("--column", f"{column!r} is not a column of {path} (it has: "
+                                f"{shown})")])  # fmt: skip
+        values = pd.to_numeric(frame[column], errors="coerce").to_numpy(float)
+        return values, "chunk"
+    if is_events(frame):
+        return chunk_durations(frame)
+    if len(frame.columns) == 1:
+        return pd.to_numeric(frame.iloc[:, 0], errors="coerce").to_numpy(float), "chunk"
+    raise ConfigError([("--column", f"{path} has {len(frame.columns)} columns and no event "
+                        "trace; name the column of times with --column")])  # fmt: skip
+
+
+# -- the figure -------------------------------------------------------------------------------
+
+
+def plot_fits(data: np.ndarray, fits: list[Fit], out: Path, shown: int = 4) -> Path:
+    """Histogram with the fitted densities, and the ECDF with the fitted CDFs (best ``shown``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = np.sort(data)
+    grid = np.linspace(0, float(np.quantile(data, 0.995)) * 1.1, 400)[1:]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    left.hist(data, bins=min(60, max(10, data.size // 20)), density=True, color="0.8",
+              label=f"measured (n={data.size})")  # fmt: skip
+    right.step(data, np.arange(1, data.size + 1) / data.size, where="post", color="k", lw=1.5,
+               label="measured ECDF")  # fmt: skip
+    for fit in fits[:shown]:
+        law = fit.model().frozen()
+        name = f"{fit.dist} (KS {fit.ks:.3f})"
+        with np.errstate(divide="ignore", invalid="ignore"):
+            left.plot(grid, law.pdf(grid), lw=1.3, label=name)
+        right.plot(grid, law.cdf(grid), lw=1.3, label=name)
+    left.set(xlabel="chunk time", ylabel="density", title="histogram and fitted densities")
+    right.set(xlabel="chunk time", ylabel="P(time <= x)", title="ECDF and fitted CDFs",
+              xlim=(grid[0], grid[-1]))  # fmt: skip
+    left.set_xlim(grid[0], grid[-1])
+    left.legend(fontsize=8)
+    right.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+# -- the report -------------------------------------------------------------------------------
+
+
+def fits_frame(fits: list[Fit]) -> pd.DataFrame:
+    rows = []
+    for rank, fit in enumerate(fits, 1):
+        params = ", ".join(
+            f"{k}={_number(v)} ± {fit.stderr[k]:.2g}" if k in fit.stderr else f"{k}={_number(v)}"
+            for k, v in fit.params.items()
+        )
+        rows.append({"rank": rank, "dist": fit.dist, "parameters": params, "aic": fit.aic,
+                     "ks": fit.ks, "ks_pvalue": fit.ks_pvalue})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def fits_table(fits: list[Fit], data: np.ndarray) -> Any:
+    """The ranking as a rich table (the CLI prints it)."""
+    from rich.table import Table
+
+    table = Table(title=f"{np.asarray(data).size} times, best (lowest AIC) first; "
+                  "± is a bootstrap standard error")  # fmt: skip
+    for name in ("rank", "dist", "parameters", "AIC", "KS", "KS p"):
+        table.add_column(name, justify="left" if name in ("dist", "parameters") else "right")
+    for row in fits_frame(fits).itertuples():
+        table.add_row(str(row.rank), row.dist, row.parameters, f"{row.aic:.1f}", f"{row.ks:.4f}",
+                      f"{row.ks_pvalue:.3g}")  # fmt: skip
+    return table
+
+
+def write_report(fits: list[Fit], data: np.ndarray, out: Path) -> None:
+    """fits.csv (the ranking) and fit.png (the figure) under ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    fits_frame(fits).to_csv(out / "fits.csv", index=False)
+    plot_fits(np.asarray(data, dtype=float), fits, out / "fit.png")
