@@ -25,11 +25,13 @@ from collections.abc import Callable, Iterator
 
 import pandas as pd
 
-from ..cluster import Cluster, gradients
+from ..cluster import Cluster
 from ..coding.registry import build
 from ..config import ConfigError, Experiment
+from ..engine.numbers import source_of
+from ..iterations import events_as_trials, summary_as_trials
 from ..runner import RunResult, _frame
-from ..schema import EVENT_COLUMNS, SUMMARY_COLUMNS
+from ..schema import ENGINE_EVENT_COLUMNS, ENGINE_SUMMARY_COLUMNS
 from ..tuning import simulating
 from .ps import EmulationError, Link, ParameterServer
 from .worker import EmulatedWorker
@@ -81,23 +83,31 @@ def _emulate(exp, dask, time_scale, progress) -> RunResult:
         try:
             setup = time.perf_counter() - started
             realization = None
-            for trial in range(exp.trials):
-                if realization is None or trial >= realization.first + realization.trials:
-                    realization = cluster_draws.draw(trial, min(256, exp.trials - trial))
-                draw = realization.trial(trial)
-                grads = gradients(exp, trial)
-                truth = None if grads is None else grads.sum(axis=0)
+            source = source_of(exp)  # the config's gradients, or a training run's model
+            iterations = exp.iterations
+            rounds = exp.trials * iterations  # a trial of N iterations is N rounds
+            for round_ in range(rounds):
+                if realization is None or round_ >= realization.first + realization.trials:
+                    realization = cluster_draws.draw(round_, min(256, rounds - round_))
+                draw = realization.trial(round_)
                 for index, protocol in enumerate(protocols):
+                    grads, truth = source.get(round_, protocol)
                     row, trace = ps.play(index, protocol, draw, grads, truth)
+                    source.done(round_, protocol, row.pop("estimate"), row["completion_time"])
                     rows.append(row)
-                    traces.extend((protocol.label, trial, *event) for event in trace)
-                if progress is not None:
+                    traces.extend((protocol.label, round_, *event) for event in trace)
+                if progress is not None and (round_ + 1) % iterations == 0:
                     progress(1)
         finally:
             ps.close()
     elapsed = time.perf_counter() - started
-    summary = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS)).astype(SUMMARY_COLUMNS)
-    result = RunResult(exp, summary, _frame(traces, EVENT_COLUMNS))
+    engine_rows = pd.DataFrame(rows, columns=list(ENGINE_SUMMARY_COLUMNS))
+    summary = summary_as_trials(engine_rows.astype(ENGINE_SUMMARY_COLUMNS), iterations,
+                                len(protocols))  # fmt: skip
+    result = RunResult(exp, summary, events_as_trials(_frame(traces, ENGINE_EVENT_COLUMNS),
+                                                      iterations))  # fmt: skip
+    if exp.training is not None:
+        result.training = source.frame()
     result.timings = {
         "emulate_seconds": elapsed,
         "setup_seconds": setup,

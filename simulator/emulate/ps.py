@@ -270,10 +270,11 @@ class TrialPlay:
         protocol, decoded = self.protocol, self.decided_at is not None
         uploads = [row for row in trace if row[1] == f"{UPLOAD}_sent" and row[2] != PS]
         controls = [row for row in trace if row[1] == f"{CONTROL}_sent" and row[2] != PS]
-        error, used, condition, left = math.nan, 0, math.nan, math.nan
+        error, used, condition, left, estimate = math.nan, 0, math.nan, math.nan, None
         if decoded:
             result = self.trial.result()
             used, condition, left = result.chunks_used, result.cond, result.residual
+            estimate = result.estimate
             if not protocol.conditioning:
                 condition = math.nan
             if self.truth is not None:
@@ -293,6 +294,7 @@ class TrialPlay:
             "chunks_used": used,
             "decode_cond": condition,
             "residual": left,
+            "estimate": estimate,
         }
 
 
