@@ -51,11 +51,11 @@ from .base import (
 )
 from .layout import scheme_orders
 from .numerics import (
-    best_tandon_code,
     block_length,
     join_blocks,
     least_squares_combination,
     null_space_code,
+    planned_tandon_code,
     split_blocks,
     sum_weights,
 )
@@ -278,7 +278,7 @@ class OriginalGC(Protocol):
         self.polynomial = None
         if spec.construction == "random":
             rng = generator(self.seed, "code", label)
-            self.code = best_tandon_code(self.workers, spec.load - 1, rng, spec.candidates)
+            self.code = planned_tandon_code(self.workers, spec.load - 1, rng, spec.candidates)
             self.encoder = self.code[:, :, None]
         elif spec.construction == "generic":
             rng = generator(self.seed, "code", label)
