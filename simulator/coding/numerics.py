@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 
@@ -162,14 +163,7 @@ def planned_tandon_code(
         "1",
         {"workers": workers, "stragglers": stragglers, "candidates": candidates, "rng": state},
         lambda: best_tandon_code(workers, stragglers, rng, candidates),
-        functions=(
-            best_tandon_code,
-            _loses,
-            _predicted_hardness,
-            _conditions,
-            tandon_scores,
-            tandon_cyclic_code,
-        ),
+        functions=(sys.modules[__name__],),  # any edit of this module invalidates
     )
 
 
