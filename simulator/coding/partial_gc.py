@@ -196,8 +196,9 @@ _TABLE_ELEMENTS = 2**20
 #: partial_gc keeps the condition numbers of C[:, R_i] while there are at most this many
 #: ordered holder lists.
 _COND_CACHE = 2**16
-#: Numbers one gather of chunk blocks may hold while computing uploads together (8 MiB).
-_GATHER_FLOATS = 2**20
+#: Numbers one gather of chunk blocks may hold while computing uploads together (512 KiB, so
+#: that it stays in cache; original_gc uses the same bound).
+_GATHER_FLOATS = 2**16
 
 
 def _ordered_lists(orders: list[list[int]], chunks: int, shortest: int, limit: int) -> int:
