@@ -605,8 +605,9 @@ class BareDecode:
     - original_gc: the uploads of the m - s first finishers as one gathered multiply-sum, the
       least-squares weights of their code rows (one (m - s) x m ``lstsq``, as the decoder) and
       the combination;
-    - partial_gc: each chunk's first ell holders, the pseudo-inverses of C[:, R_i] as one
-      batched ``pinv``, the uploads as a scatter-add of A_i g_i, and the decode C Y;
+    - partial_gc: each chunk's holders known at the root (all that finished it by the report
+      that completes min_i r_i >= ell), the pseudo-inverses of C[:, R_i] batched by |R_i| as
+      the protocol batches them, the uploads as a scatter-add of A_i g_i, and the decode C Y;
     and the relative error. Which workers finish first comes from the trial's realization.
     """
 
@@ -650,20 +651,26 @@ class BareDecode:
             ell = p.spec.ell
             orders = np.array(p.orders)  # (m, load): worker j's k-th chunk
             m, load = orders.shape
-            chunk_of = orders.ravel()
-            by_chunk = np.argsort(chunk_of, kind="stable").reshape(p.chunks, -1)  # (chunks, r)
+            by_chunk = np.argsort(orders.ravel(), kind="stable").reshape(p.chunks, -1)
             times = done[:, :, :load].reshape(done.shape[0], -1)[:, by_chunk]  # (n, chunks, r)
-            first = np.take_along_axis(by_chunk[None], np.argsort(times, axis=2), axis=2)
-            holders = (first // load)[:, :, :ell]  # (n, chunks, ell): the first ell holders
+            rank = np.argsort(times, axis=2, kind="stable")
+            ranked = np.take_along_axis(times, rank, axis=2)
+            holders = np.take_along_axis(by_chunk[None], rank, axis=2) // load  # by time
+            # What the PS knows at the root (the report completing min_i r_i >= ell): every
+            # holder that finished its chunk by then, as the protocol plans with.
+            root = ranked[:, :, min(ell, ranked.shape[2]) - 1].max(axis=1)
+            known = (ranked <= root[:, None, None]).sum(axis=2)  # (n, chunks)
             decoder = p.decoder
 
             def partial(t: int, grads: np.ndarray) -> np.ndarray:
-                rows = holders[t]  # (chunks, ell)
-                inverses = np.linalg.pinv(decoder[:, rows].transpose(1, 0, 2))  # (chunks, ell, ell)
                 blocks = split_blocks(grads, ell)  # (chunks, ell, b)
-                parts = np.einsum("crk,ckb->crb", inverses, blocks)  # each holder's share
                 uploads = np.zeros((m, blocks.shape[2]))
-                np.add.at(uploads, rows.ravel(), parts.reshape(-1, blocks.shape[2]))
+                for size in np.unique(known[t]).tolist():
+                    chunks = np.flatnonzero(known[t] == size)
+                    rows = holders[t, chunks, :size]  # (c, size)
+                    inverses = np.linalg.pinv(decoder[:, rows].transpose(1, 0, 2))  # (c, size, ell)
+                    parts = np.einsum("crk,ckb->crb", inverses, blocks[chunks])  # each holder's
+                    np.add.at(uploads, rows.ravel(), parts.reshape(-1, blocks.shape[2]))
                 return join_blocks(decoder @ uploads, grads.shape[1])
 
             return partial
