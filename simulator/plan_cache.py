@@ -31,6 +31,7 @@ byte-identical with the cache on or off (``tests/test_plan_cache.py``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import io
@@ -211,19 +212,11 @@ def _write(path: Path, array: np.ndarray) -> None:
             handle.write(_encode(array))
         os.replace(temp, path)
     except BaseException:
-        with _suppress_os_errors():
+        with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
     stats["writes"] += 1
     prune(path.parent)
-
-
-class _suppress_os_errors:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, value, traceback) -> bool:
-        return kind is not None and issubclass(kind, OSError)
 
 
 def prune(directory: Path | None = None, limit: int | None = None) -> int:
@@ -248,7 +241,7 @@ def prune(directory: Path | None = None, limit: int | None = None) -> int:
             continue
         if entry.name.startswith(".tmp-"):
             if now - info.st_mtime > STALE_TEMP_SECONDS:
-                with _suppress_os_errors():
+                with contextlib.suppress(OSError):
                     os.unlink(entry.path)
                     removed += 1
             continue
@@ -257,7 +250,7 @@ def prune(directory: Path | None = None, limit: int | None = None) -> int:
     for _, size, path in sorted(entries):
         if total <= limit:
             break
-        with _suppress_os_errors():
+        with contextlib.suppress(OSError):
             os.unlink(path)
             removed += 1
         total -= size
