@@ -335,3 +335,21 @@ def test_scoring_agrees_with_the_reference_on_ties():
     finally:
         numerics.tandon_cyclic_code = original  # type: ignore[assignment]
     assert chosen.tobytes() == expected.tobytes()
+
+
+def test_a_second_sweep_point_with_the_same_code_parameters_plans_nothing(cache: Path):
+    """Points of a sweep that change anything but the code's parameters (here the compute rate)
+    reuse the code: from the memo in the same process, from disk in another."""
+    first = _experiment()
+    second = _experiment()
+    second.cluster.compute.rate = 3.0
+    build(first)
+    assert plan_cache.stats["misses"] == 2
+    build(second)
+    assert plan_cache.stats["misses"] == 2 and plan_cache.stats["memo_hits"] == 2
+    plan_cache.clear_memo()
+    build(second)
+    assert plan_cache.stats["misses"] == 2 and plan_cache.stats["disk_hits"] == 2
+    other = _experiment(workers=12, load=4)  # other code parameters: another code
+    build(other)
+    assert plan_cache.stats["misses"] == 4
