@@ -26,6 +26,13 @@ on (the default), to show what the numbers cost: original_gc's is a dense SVD of
 
 BLAS runs single-threaded while benchmarking (restored afterwards): the matrices here are
 small, and on a busy machine OpenBLAS threads made a 200 x 200 SVD 300x slower.
+
+The numerics rows (``run_numerics``, issue 17) time what the rows above leave out: every scheme
+with real gradients (dim 1,200, condition numbers off), alone and all together, in the fast
+engine against ``BareDecode``, the least NumPy that decodes the same trials (the same gradient
+draws, uploads and solves on the same shapes). Planning (building the protocols: original_gc
+scores 16 candidate codes) is timed apart, cold and then warm from the plan cache
+(``plan_cache``) in a temporary directory, and is not in the per-trial times.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ import simpy
 
 from . import config as cfg
 from .cluster import Cluster
+from .coding.numerics import join_blocks, split_blocks
 from .coding.registry import build
 from .engine.fast import run_trials_fast
 from .runner import run_trials, simulate_row
@@ -549,4 +557,300 @@ def format_table(result: dict[str, Any]) -> Any:
         table.add_column(name, justify="left" if i == 2 else "right")
     for row in lines:
         table.add_row(*row)
+    return table
+
+
+# --------------------------------------------------------------------------------------------
+# Numerics: every scheme with gradients on, against a bare NumPy decode (issue 17)
+
+#: (workers, load) of the numerics rows.
+NUMERIC_SIZES: tuple[tuple[int, int], ...] = ((20, 4), (200, 10), (1000, 10))
+#: Gradient length: the issue's measurements at m = 200 used 1,200.
+NUMERIC_DIM = 1200
+#: Trials per scheme per size, by mode; the run's blocks are drawn in the timed call.
+_NUMERIC_TRIALS = {
+    "quick": {20: 128, 200: 16, 1000: 2},
+    "full": {20: 256, 200: 32, 1000: 4},
+}
+#: Timed repeats of each numerics measurement at most (each row runs both engines' worth of
+#: linear algebra: at m = 1000 a trial of original_gc is about a second).
+_NUMERIC_REPEATS = 2
+#: Candidate codes original_gc scores: the default up to m = 200; one beyond (the first of 16
+#: candidates alone is 256 SVDs of 991 x 1000 at m = 1000, about a minute).
+NUMERIC_CANDIDATES_UP_TO = 200
+NUMERIC_TARGET = 3.0
+
+
+def numerics_experiment(workers: int, load: int, trials: int, seed: int = 1) -> cfg.Experiment:
+    """``bench_experiment`` with real gradients (dim ``NUMERIC_DIM``), no condition numbers,
+    and original_gc's default candidate scoring up to ``NUMERIC_CANDIDATES_UP_TO`` workers."""
+    exp = bench_experiment(workers, load, trials, decode_cond=False, seed=seed)
+    exp.data.gradients = "gaussian"
+    exp.data.dim = NUMERIC_DIM
+    candidates = 16 if workers <= NUMERIC_CANDIDATES_UP_TO else 1
+    for i, spec in enumerate(exp.schemes):
+        if spec.protocol == "original_gc":
+            exp.schemes[i] = spec.model_copy(update={"candidates": candidates})
+    return exp
+
+
+class BareDecode:
+    """The least NumPy that decodes a trial of a scheme with real gradients: the same solves on
+    the same shapes as the protocol, written directly (no protocol objects, no per-upload
+    Python calls), from the same gradients.
+
+    Per trial: one draw of the chunk gradients (shared by all schemes), then per scheme
+    - uncoded, fastest_k, frc, multi_message: the sum of the chunk gradients decoded (the
+      uploads are partial sums; the estimate is their sum);
+    - original_gc: the uploads of the m - s first finishers as one gathered multiply-sum, the
+      least-squares weights of their code rows (one (m - s) x m ``lstsq``, as the decoder) and
+      the combination;
+    - partial_gc: each chunk's holders known at the root (all that finished it by the report
+      that completes min_i r_i >= ell), the pseudo-inverses of C[:, R_i] batched by |R_i| as
+      the protocol batches them, the uploads as a scatter-add of A_i g_i, and the decode C Y;
+    and the relative error. Which workers finish first comes from the trial's realization.
+    """
+
+    def __init__(self, exp: cfg.Experiment, protocols: list[Any]):
+        self.exp, self.protocols = exp, protocols
+        self.cluster = Cluster(exp, steps=max(p.steps for p in protocols))
+
+    def run(self, first: int, count: int) -> np.ndarray:
+        """Decode trials ``first .. first + count - 1``; their relative errors (trials, schemes)
+        (a check that the baseline does decode)."""
+        from .cluster import gradients
+
+        done = np.cumsum(self.cluster.draw(first, count).step_times, axis=2)
+        plans = [self._plan(p, done) for p in self.protocols]
+        errors = np.empty((count, len(plans)))
+        for t in range(count):
+            grads = gradients(self.exp, first + t)
+            truth = grads.sum(axis=0)
+            for s, plan in enumerate(plans):
+                diff = plan(t, grads) - truth
+                errors[t, s] = float(diff @ diff) / float(truth @ truth)
+        return errors
+
+    def _plan(self, p: Any, done: np.ndarray) -> Callable[[int, np.ndarray], np.ndarray]:
+        name = p.name
+        if name == "original_gc" and getattr(p.spec, "construction", None) == "random":
+            orders = np.array(p.orders)
+            finish = done[:, :, orders.shape[1] - 1]
+            fastest = np.argsort(finish, axis=1)[:, : p.needed]
+            coef = np.take_along_axis(p.code, orders, axis=1)  # (m, load)
+            ones = np.ones(p.code.shape[1])
+
+            def original(t: int, grads: np.ndarray) -> np.ndarray:
+                workers = fastest[t]
+                uploads = np.einsum("wc,wcb->wb", coef[workers], grads[orders[workers]])
+                weights = np.linalg.lstsq(p.code[workers].T, ones, rcond=None)[0]
+                return weights @ uploads
+
+            return original
+        if name == "partial_gc":
+            ell = p.spec.ell
+            orders = np.array(p.orders)  # (m, load): worker j's k-th chunk
+            m, load = orders.shape
+            by_chunk = np.argsort(orders.ravel(), kind="stable").reshape(p.chunks, -1)
+            times = done[:, :, :load].reshape(done.shape[0], -1)[:, by_chunk]  # (n, chunks, r)
+            rank = np.argsort(times, axis=2, kind="stable")
+            ranked = np.take_along_axis(times, rank, axis=2)
+            holders = np.take_along_axis(by_chunk[None], rank, axis=2) // load  # by time
+            # What the PS knows at the root (the report completing min_i r_i >= ell): every
+            # holder that finished its chunk by then, as the protocol plans with.
+            root = ranked[:, :, min(ell, ranked.shape[2]) - 1].max(axis=1)
+            known = (ranked <= root[:, None, None]).sum(axis=2)  # (n, chunks)
+            decoder = p.decoder
+
+            def partial(t: int, grads: np.ndarray) -> np.ndarray:
+                blocks = split_blocks(grads, ell)  # (chunks, ell, b)
+                uploads = np.zeros((m, blocks.shape[2]))
+                for size in np.unique(known[t]).tolist():
+                    chunks = np.flatnonzero(known[t] == size)
+                    rows = holders[t, chunks, :size]  # (c, size)
+                    inverses = np.linalg.pinv(decoder[:, rows].transpose(1, 0, 2))  # (c, size, ell)
+                    parts = np.einsum("crk,ckb->crb", inverses, blocks[chunks])  # each holder's
+                    np.add.at(uploads, rows.ravel(), parts.reshape(-1, blocks.shape[2]))
+                return join_blocks(decoder @ uploads, grads.shape[1])
+
+            return partial
+        if name == "fastest_k":
+            k = getattr(p, "waits_for", p.workers)
+
+            def some(t: int, grads: np.ndarray) -> np.ndarray:
+                return grads[:k].sum(axis=0) * (p.chunks / k)
+
+            return some
+        return lambda t, grads: grads.sum(axis=0)
+
+
+def _numeric_trials(mode: str, workers: int) -> int:
+    table = _NUMERIC_TRIALS[mode]
+    if workers in table:
+        return table[workers]
+    near = min(table, key=lambda m: abs(math.log(m / workers)))
+    return max(2, round(table[near] * min(1.0, near / workers)))
+
+
+@contextlib.contextmanager
+def _fresh_plan_cache() -> Iterator[Path]:
+    """A temporary plan-cache directory and an empty memo, restored afterwards: planning is
+    timed cold, then warm from disk as a second process would see it."""
+    import tempfile
+
+    from . import plan_cache
+
+    before = {key: os.environ.get(key) for key in ("GCSIM_CACHE_DIR", "GCSIM_CACHE")}
+    with tempfile.TemporaryDirectory(prefix="gcsim-bench-plans-") as directory:
+        os.environ["GCSIM_CACHE_DIR"] = directory
+        os.environ.pop("GCSIM_CACHE", None)
+        plan_cache.clear_memo()
+        try:
+            yield Path(directory)
+        finally:
+            plan_cache.clear_memo()
+            for key, value in before.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+
+
+def _alone(exp: cfg.Experiment, index: int) -> cfg.Experiment:
+    alone = exp.model_copy(deep=True)
+    label = exp.labels()[index]
+    alone.schemes[:] = [exp.schemes[index].model_copy(update={"label": label})]
+    return alone
+
+
+def measure_numerics(
+    workers: int, load: int, trials: int, repeats: int, budget: float
+) -> dict[str, Any]:
+    """Per scheme and for all schemes together: planning (cold, then warm from the plan cache),
+    fast seconds per trial with gradients (planning excluded) and the bare NumPy decode's."""
+    from . import plan_cache
+
+    exp = numerics_experiment(workers, load, trials)
+    rows: dict[str, Any] = {}
+    with _fresh_plan_cache():
+        for index, label in enumerate(exp.labels()):
+            alone = _alone(exp, index)
+            plan_cache.clear_memo()
+            started, cpu_started = time.perf_counter(), time.process_time()
+            protocols = build(alone)
+            cold = time.perf_counter() - started
+            cold_cpu = time.process_time() - cpu_started
+            plan_cache.clear_memo()
+            started = time.perf_counter()
+            build(alone)
+            warm = time.perf_counter() - started
+            rows[label] = _time_numerics(alone, protocols, trials, repeats, budget)
+            rows[label].update(plan_seconds=cold, plan_cpu_seconds=cold_cpu, plan_seconds_warm=warm)
+        protocols = build(exp)  # from the memo: planned above
+        rows["all"] = _time_numerics(exp, protocols, trials, repeats, budget)
+        rows["all"]["plan_seconds"] = sum(rows[label]["plan_seconds"] for label in exp.labels())
+        rows["all"]["plan_seconds_warm"] = sum(
+            rows[label]["plan_seconds_warm"] for label in exp.labels()
+        )
+    rows["all"]["plan_cpu_seconds"] = sum(rows[label]["plan_cpu_seconds"] for label in exp.labels())
+    for row in rows.values():
+        row["plan_share_1000_trials"] = row["plan_seconds"] / (
+            row["plan_seconds"] + 1000 * row["fast_seconds_per_trial"]
+        )
+        row["plan_share_1000_trials_cpu"] = row["plan_cpu_seconds"] / (
+            row["plan_cpu_seconds"] + 1000 * row["fast_cpu_seconds_per_trial"]
+        )
+    return {
+        "workers": workers,
+        "load": load,
+        "dim": NUMERIC_DIM,
+        "trials": trials,
+        "original_gc_candidates": 16 if workers <= NUMERIC_CANDIDATES_UP_TO else 1,
+        "schemes": rows,
+    }
+
+
+def _best_wall_and_cpu(fn: Callable[[], Any], repeats: int, budget: float) -> tuple[float, float]:
+    """``_best`` of the wall time, and the process CPU time of the same runs' best: with BLAS
+    on one thread, CPU time is what a run costs, however busy the machine is."""
+    wall, cpu, spent = math.inf, math.inf, 0.0
+    for _ in range(max(1, repeats)):
+        started, cpu_started = time.perf_counter(), time.process_time()
+        fn()
+        elapsed = time.perf_counter() - started
+        wall, cpu = min(wall, elapsed), min(cpu, time.process_time() - cpu_started)
+        spent += elapsed
+        if spent >= budget:
+            break
+    return wall, cpu
+
+
+def _time_numerics(
+    exp: cfg.Experiment, protocols: list[Any], trials: int, repeats: int, budget: float
+) -> dict[str, float]:
+    fast, fast_cpu = _best_wall_and_cpu(
+        lambda: run_trials_fast(exp, 0, trials, protocols), repeats, budget
+    )
+    bare = BareDecode(exp, protocols)
+    numpy_seconds, numpy_cpu = _best_wall_and_cpu(lambda: bare.run(0, trials), repeats, budget)
+    return {
+        "fast_seconds_per_trial": fast / trials,
+        "bare_numpy_seconds_per_trial": numpy_seconds / trials,
+        "fast_vs_bare_numpy": fast / numpy_seconds,
+        "fast_cpu_seconds_per_trial": fast_cpu / trials,
+        "bare_numpy_cpu_seconds_per_trial": numpy_cpu / trials,
+        "fast_vs_bare_numpy_cpu": fast_cpu / max(numpy_cpu, 1e-9),
+    }
+
+
+def run_numerics(
+    sizes: tuple[tuple[int, int], ...] = NUMERIC_SIZES,
+    trials: int | None = None,
+    repeats: int = 3,
+    quick: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """The numerics rows for each (workers, load): see ``measure_numerics``. Plain data."""
+    mode = "quick" if quick else "full"
+    say = progress or (lambda _: None)
+    started = time.perf_counter()
+    out: dict[str, Any] = {"mode": mode, "target": NUMERIC_TARGET, "sizes": []}
+    with blas_threads(1):
+        for workers, load in sizes:
+            say(f"m={workers} load={load}: every scheme with gradients, and bare NumPy decodes")
+            count = trials or _numeric_trials(mode, workers)
+            repeat = min(repeats, _NUMERIC_REPEATS)
+            out["sizes"].append(measure_numerics(workers, load, count, repeat, _BUDGET[mode]))
+    out["seconds"] = time.perf_counter() - started
+    return out
+
+
+def format_numerics_table(result: dict[str, Any]) -> Any:
+    """A ``rich.table.Table`` of ``run_numerics``'s result."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"numerics: gradients on (dim {NUMERIC_DIM}), decode_cond off "
+        f"({result['mode']} mode); target fast/bare <= {result['target']:g}"
+    )
+    header = [
+        "m", "load", "scheme", "plan s", "plan s (cached)", "plan share of 1,000 trials",
+        "fast ms/trial", "bare NumPy ms/trial", "fast/bare", "fast/bare (CPU time)",
+    ]  # fmt: skip
+    for i, name in enumerate(header):
+        table.add_column(name, justify="left" if i == 2 else "right")
+    for entry in result["sizes"]:
+        for label, row in entry["schemes"].items():
+            table.add_row(
+                str(entry["workers"]),
+                str(entry["load"]),
+                label,
+                f"{row['plan_seconds']:.3g}",
+                f"{row['plan_seconds_warm']:.3g}",
+                f"{100 * row['plan_share_1000_trials']:.2g}%",
+                f"{row['fast_seconds_per_trial'] * 1e3:.3g}",
+                f"{row['bare_numpy_seconds_per_trial'] * 1e3:.3g}",
+                f"{row['fast_vs_bare_numpy']:.2f}",
+                f"{row['fast_vs_bare_numpy_cpu']:.2f}",
+            )
     return table

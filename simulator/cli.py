@@ -657,11 +657,25 @@ def reproduce_command(quick: bool, out: str | None, jobs: int | None) -> None:
     default=None,
     help="Where to write the JSON (default results/bench/<mode>.json).",
 )
-def bench_command(quick: bool, sizes: str, repeats: int, json_path: str | None) -> None:
+@click.option(
+    "--numerics/--no-numerics",
+    default=True,
+    show_default=True,
+    help="Also time every scheme with gradients on against a bare NumPy decode.",
+)
+@click.option("--numerics-only", is_flag=True, help="Only the numerics rows (gradients on).")
+def bench_command(
+    quick: bool,
+    sizes: str,
+    repeats: int,
+    json_path: str | None,
+    numerics: bool,
+    numerics_only: bool,
+) -> None:
     """Trials/s of the event and fast engines, against bare SimPy and bare NumPy baselines."""
 
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    from .bench import format_table, run_benchmark, write_json
+    from .bench import format_numerics_table, format_table, run_benchmark, run_numerics, write_json
 
     try:
         parsed = tuple(
@@ -672,15 +686,23 @@ def bench_command(quick: bool, sizes: str, repeats: int, json_path: str | None) 
     if any(load < 1 or load > m for m, load in parsed):
         _fail([f"--sizes: every LOAD must be between 1 and its M, got {sizes!r}"])
     err = Console(stderr=True)
-    result = run_benchmark(
-        parsed,
-        repeats=repeats,
-        quick=quick,
-        progress=lambda message: err.print(f"  {message}", highlight=False),
-    )
-    path = Path(json_path) if json_path else Path("results") / "bench" / f"{result['mode']}.json"
+
+    def say(message: str) -> None:
+        err.print(f"  {message}", highlight=False)
+
+    if numerics_only:
+        result = {"mode": "quick" if quick else "full"}
+    else:
+        result = run_benchmark(parsed, repeats=repeats, quick=quick, progress=say)
+    if numerics or numerics_only:
+        result["numerics"] = run_numerics(parsed, repeats=repeats, quick=quick, progress=say)
+    name = result["mode"] + ("-numerics" if numerics_only else "")
+    path = Path(json_path) if json_path else Path("results") / "bench" / f"{name}.json"
     write_json(result, path)
-    Console(width=200).print(format_table(result))
+    if not numerics_only:
+        Console(width=200).print(format_table(result))
+    if "numerics" in result:
+        Console(width=200).print(format_numerics_table(result["numerics"]))
     click.echo(f"json: {path}")
 
 

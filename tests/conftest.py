@@ -138,3 +138,16 @@ def gcsim() -> Callable[..., CliResult]:
         return runner(args, cwd)
 
     return invoke
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _plan_cache_in_a_temporary_directory(tmp_path_factory: pytest.TempPathFactory):
+    """Plans the tests compute (simulator.plan_cache) go to a temporary directory, never to the
+    user's cache; subprocesses inherit it through the environment."""
+    before = os.environ.get("GCSIM_CACHE_DIR")
+    os.environ["GCSIM_CACHE_DIR"] = str(tmp_path_factory.mktemp("plan-cache"))
+    yield
+    if before is None:
+        os.environ.pop("GCSIM_CACHE_DIR", None)
+    else:
+        os.environ["GCSIM_CACHE_DIR"] = before

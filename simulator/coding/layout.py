@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..streams import generator
 from . import assignment as asg
 from . import ordering as ordr
@@ -63,10 +65,32 @@ def build_order(spec, held: list[list[int]], chunks: int, seed: int, label: str)
         # balanced order; anything else the seeded, iteration-bounded heuristic.
         ell = getattr(spec, "ell", 1)
         method = "regular" if ordr.is_regular(held, chunks) else "heuristic"
-        return ordr.optimal(
-            held, chunks, ell=ell, method=method, seed=layout_seed(seed, label, "optimal")
-        )
+        return _cached_optimal(held, chunks, ell, method, layout_seed(seed, label, "optimal"))
     raise ValueError(f"unknown ordering {ordering!r}")
+
+
+def _cached_optimal(
+    held: list[list[int]], chunks: int, ell: int, method: str, seed: int
+) -> list[list[int]]:
+    """``ordering.optimal`` through the plan cache (it can take tens of seconds on large
+    irregular assignments): stored as the workers' lengths followed by their chunks, keyed by
+    the assignment, the arguments and the source of the ordering and assignment modules."""
+    from .. import plan_cache
+
+    def compute() -> np.ndarray:
+        orders = ordr.optimal(held, chunks, ell=ell, method=method, seed=seed)
+        return _flat(orders)
+
+    inputs = {"held": _flat(held), "chunks": chunks, "ell": ell, "method": method, "seed": seed}
+    flat = plan_cache.cached_array("optimal_order", "1", inputs, compute, functions=(ordr, asg))
+    lengths = flat[: len(held)].tolist()
+    ends = np.cumsum(lengths) + len(held)
+    return [flat[end - n : end].tolist() for n, end in zip(lengths, ends, strict=True)]
+
+
+def _flat(lists: list[list[int]]) -> np.ndarray:
+    """Ragged integer lists as one array: their lengths, then their items."""
+    return np.array([len(x) for x in lists] + [i for x in lists for i in x], dtype=np.int64)
 
 
 def scheme_orders(spec, exp: Experiment, label: str) -> list[list[int]]:

@@ -196,6 +196,9 @@ _TABLE_ELEMENTS = 2**20
 #: partial_gc keeps the condition numbers of C[:, R_i] while there are at most this many
 #: ordered holder lists.
 _COND_CACHE = 2**16
+#: Numbers one gather of chunk blocks may hold while computing uploads together (512 KiB, so
+#: that it stays in cache; original_gc uses the same bound).
+_GATHER_FLOATS = 2**16
 
 
 def _ordered_lists(orders: list[list[int]], chunks: int, shortest: int, limit: int) -> int:
@@ -301,6 +304,55 @@ class PartialGC(Protocol):
         total = np.zeros((self.spec.ell, self.upload_size))
         for worker, vector in uploads:
             total += np.outer(self.decoder[:, worker], vector)
+        return join_blocks(total, self.dim)
+
+    def planned_estimate(
+        self,
+        known: list[list[int]],
+        coefs: list[np.ndarray],
+        blocks: np.ndarray,
+        up_at: np.ndarray,
+        down_at: np.ndarray,
+    ) -> np.ndarray:
+        """``estimate`` of the uploads answering the plan from ``known`` with coefficients
+        ``coefs``, the uploads reaching the PS by ``up_at``, ties by ``down_at``, then by worker:
+        the same numbers as building each worker's ``worker_coefficients`` and ``upload`` and
+        summing in arrival order, computed as a few einsums (each worker's chunks in chunk order,
+        padded with zero weights at the end, which adds exact zeros) and one sequential sum.
+        Blocks of length 1 take the per-worker route: einsum sums them with another kernel."""
+        plan = self.assignments(known)
+        if blocks.shape[2] < 2 or not plan:
+            order = sorted(plan, key=lambda w: (up_at[w], down_at[w], w))
+            uploads = []
+            for worker in order:
+                chunks = [chunk for chunk, _ in plan[worker]]
+                matrix = self.worker_coefficients(coefs, plan[worker])
+                uploads.append((worker, self.upload(matrix, chunks, blocks)))
+            return self.estimate(uploads)
+        sizes = np.fromiter((len(rows) for rows in known), np.int64, len(known))
+        workers = np.fromiter((w for rows in known for w in rows), np.int64, int(sizes.sum()))
+        chunks = np.repeat(np.arange(len(known)), sizes)
+        rows = np.concatenate(coefs)  # (chunk, position) order, as workers and chunks
+        by_worker = np.argsort(workers, kind="stable")  # each worker's chunks in chunk order
+        present, first, counts = np.unique(
+            workers[by_worker], return_index=True, return_counts=True
+        )
+        slot = np.repeat(np.arange(present.size), counts)
+        rank = np.arange(workers.size) - np.repeat(first, counts)
+        ell = blocks.shape[1]
+        weights = np.zeros((present.size, int(counts.max()), ell))
+        weights[slot, rank] = rows[by_worker]
+        held = np.zeros(weights.shape[:2], dtype=np.int64)
+        held[slot, rank] = chunks[by_worker]
+        arrival = np.lexsort((present, down_at[present], up_at[present]))
+        total = np.zeros((ell, self.upload_size))
+        step = max(1, _GATHER_FLOATS // max(1, weights.shape[1] * blocks[0].size))
+        for lo in range(0, arrival.size, step):
+            part = arrival[lo : lo + step]
+            uploads = np.einsum("wck,wckb->wb", weights[part], blocks[held[part]])
+            terms = self.decoder[:, present[part]].T[:, :, None] * uploads[:, None, :]
+            for term in terms:  # in arrival order, one at a time, as estimate adds them
+                total += term
         return join_blocks(total, self.dim)
 
     def worst_condition(self, holders: list[list[int]]) -> float:
@@ -444,19 +496,11 @@ class PartialEvaluator(Holders):
         def estimate(t: int, grads: np.ndarray) -> np.ndarray:
             known_t = self.known_lists(held[t], copies[t])
             coefs = coefficients(p.decoder, known_t)
-            plan = p.assignments(known_t)
             blocks = split_blocks(grads, ell)
             # Uploads reach the PS by arrival; ties in the order downloads were processed,
             # which is by download arrival, then by worker (the order they were sent).
             down_at = download_at(asked[t], plan_time[t])
-            up_at = down_at + d_upload
-            order = sorted(plan, key=lambda w: (up_at[w], down_at[w], w))
-            uploads = []
-            for worker in order:
-                chunks = [chunk for chunk, _ in plan[worker]]
-                matrix = p.worker_coefficients(coefs, plan[worker])
-                uploads.append((worker, p.upload(matrix, chunks, blocks)))
-            return p.estimate(uploads)
+            return p.planned_estimate(known_t, coefs, blocks, down_at + d_upload, down_at)
 
         rows.estimate = estimate
         return rows

@@ -31,6 +31,7 @@ show (see ``decode_cond``); nothing here uses extended precision or a better-con
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -98,7 +99,16 @@ class PolynomialCode:
             raise ValueError("evaluation points must be distinct")
         self.points = pts
         self.holds = cyclic_holds(m, load)
-        self.encoder = self._build_encoder()
+        # Building the encoder is O(m^3) (9 s at m = 1000): planned once per machine.
+        from .. import plan_cache
+
+        self.encoder = plan_cache.cached_array(
+            "polynomial_encoder",
+            "1",
+            {"m": m, "load": load, "ell": ell, "points": pts},
+            self._build_encoder,
+            functions=(sys.modules[__name__],),
+        )
 
     # -- encoding ---------------------------------------------------------------------------
 
