@@ -42,7 +42,9 @@ RUN_FILES = frozenset(
     }
 )
 #: What a sweep directory may hold (``schemes.parquet``: the combined scheme tables).
-SWEEP_FILES = frozenset({"sweep.json", "summary.parquet", "schemes.parquet", "points"})
+SWEEP_FILES = frozenset(
+    {"sweep.json", "summary.parquet", "schemes.parquet", "training.parquet", "points"}
+)
 _TRACE = re.compile(r"^trace_trial\d+\.json$")
 _FIGURE = re.compile(r"^[^/]+\.(png|pdf)$")
 

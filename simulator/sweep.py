@@ -41,9 +41,9 @@ from .parameters import read_schemes
 from .parquet import ParquetStream, schema_of, write_parquet
 from .paths import make_dirs, remove_if_empty
 from .replace import foreign_entries, kind_of, target_lock
-from .results import config_hash, confined, run_problem, write_run
+from .results import TRAINING_FILE, config_hash, confined, run_problem, write_run
 from .runner import run
-from .schema import SCHEME_COLUMNS
+from .schema import SCHEME_COLUMNS, TRAINING_COLUMNS
 from .scratch import create_exclusive, recover_retired, scratch_path, sweep_stale
 from .streams import seed_sequence
 
@@ -449,7 +449,31 @@ def _combine(root: Path, points: list[Point], report: SweepReport) -> pd.DataFra
         raise
     os.replace(staging, root / "summary.parquet")
     _combine_schemes(root, done, grid, grid_schema)
+    _combine_training(root, done, grid, grid_schema)
     return grid
+
+
+def _combine_training(
+    root: Path, done: list[Point], grid: pd.DataFrame, grid_schema: pa.Schema
+) -> None:
+    """Write ``training.parquet`` when the points are training runs: every point's rows with
+    ``point`` and its grid columns first, as ``summary.parquet`` has them (a training run's
+    rows are few: one per (scheme, trial, iteration), combined in memory)."""
+    paths = [root / "points" / point.id / TRAINING_FILE for point in done]
+    if not paths or not all(path.exists() for path in paths):
+        return
+    frames = [_with_grid(pd.read_parquet(path), grid, i) for i, path in enumerate(paths)]
+    fields = [grid_schema.field(i) for i in range(len(grid.columns))]
+    schema = pa.schema(fields + list(schema_of(TRAINING_COLUMNS)))
+    staging = scratch_path(root / TRAINING_FILE, "tmp", ".parquet")
+    try:
+        stream = ParquetStream(staging, schema)
+        stream.append(pd.concat(frames, ignore_index=True))
+        stream.close()
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+    os.replace(staging, root / TRAINING_FILE)
 
 
 def _combine_schemes(

@@ -150,3 +150,24 @@ def test_the_gradient_length_is_the_models() -> None:
     spec["data"] = {"dim": 100}
     with pytest.raises(ConfigError, match="data.dim"):
         from_dict(spec)
+
+
+def test_a_sweep_of_training_runs_combines_their_rows(tmp_path: Path) -> None:
+    import yaml
+
+    from simulator.sweep import run_sweep
+
+    spec = _config(trials=2, iterations=3)
+    spec["training"] = {"model": "least_squares", "dataset": "synthetic",
+                        "synthetic": {"samples": 200, "features": 4}, "learning_rate": 0.5}  # fmt: skip
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    report = run_sweep(path, ["cluster.stragglers.p_slow=0.0,0.3"], out=tmp_path / "out", jobs=1)
+    assert report.failed == {}
+    combined = pd.read_parquet(tmp_path / "out" / "training.parquet")
+    assert list(combined.columns[:2]) == ["point", "cluster.stragglers.p_slow"]
+    assert len(combined) == 2 * 2 * 6 * (3 + 1)  # points x trials x schemes x (iterations + 1)
+    for point in report.ran:
+        one = pd.read_parquet(tmp_path / "out" / "points" / point / "training.parquet")
+        mine = combined[combined["point"] == point].drop(columns=combined.columns[:2])
+        pd.testing.assert_frame_equal(mine.reset_index(drop=True), one)
