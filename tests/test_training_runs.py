@@ -158,8 +158,12 @@ def test_a_sweep_of_training_runs_combines_their_rows(tmp_path: Path) -> None:
     from simulator.sweep import run_sweep
 
     spec = _config(trials=2, iterations=3)
-    spec["training"] = {"model": "least_squares", "dataset": "synthetic",
-                        "synthetic": {"samples": 200, "features": 4}, "learning_rate": 0.5}  # fmt: skip
+    spec["training"] = {
+        "model": "least_squares",
+        "dataset": "synthetic",
+        "synthetic": {"samples": 200, "features": 4},
+        "learning_rate": 0.5,
+    }
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump(spec))
     report = run_sweep(path, ["cluster.stragglers.p_slow=0.0,0.3"], out=tmp_path / "out", jobs=1)
