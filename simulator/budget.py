@@ -52,7 +52,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .streams import TRIAL_BLOCK
+from .streams import block_trials
 
 if TYPE_CHECKING:
     from .config import Experiment
@@ -162,9 +162,9 @@ def estimate(exp: Experiment) -> Estimate:
     est.working.append(
         Part(
             "data.chunks" if by_chunks else "cluster.workers",
-            f"realization blocks of {TRIAL_BLOCK * iterations} rounds x {num(m)} workers x "
-            f"{num(most)} chunk computations, {BLOCK_COPIES} copies",
-            BLOCK_COPIES * TRIAL_BLOCK * iterations * m * most * 8,
+            f"realization blocks of {block_trials(iterations) * iterations} rounds x {num(m)} "
+            f"workers x {num(most)} chunk computations, {BLOCK_COPIES} copies",
+            BLOCK_COPIES * block_trials(iterations) * iterations * m * most * 8,
             "lower cluster.workers, or the chunks a worker computes (load, data.chunks)",
         )
     )

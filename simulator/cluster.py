@@ -2,7 +2,8 @@
 
 A realization is shared by every scheme of a run (common random numbers): worker j's k-th chunk
 computation takes ``step_times[t, j, k]`` whatever chunk it is and whatever scheme runs, so scheme
-comparisons are paired trial by trial. Draws are made in blocks of ``TRIAL_BLOCK`` trials, each
+comparisons are paired trial by trial. Draws are made in blocks of ``TRIAL_BLOCK`` trials (of
+whole trials of about that many rounds with ``iterations``: ``Cluster``), each
 block from its own named stream, so any split of a run on block boundaries gives the same numbers.
 With ``per: chunk`` every step k has its own stream: a scheme with a larger load only reads more
 steps, it never changes the steps a smaller load reads.
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from .errors import ConfigError
-from .streams import TRIAL_BLOCK, generator
+from .streams import block_trials, generator
 
 if TYPE_CHECKING:
     from .config import Experiment
@@ -69,7 +70,7 @@ class WorkerStates(Protocol):
     random slow set per trial, slow racks, a two-state straggler chain: ``workers.py``).
 
     ``factors_of(block)`` gives the factors of the block's trials, one row per (trial,
-    iteration), trial-major, shape (TRIAL_BLOCK * iterations, workers), or (1, workers) when
+    iteration), trial-major, shape (block_trials(N) * N, workers), or (1, workers) when
     every trial has the same ones. It must be a function of the block alone (no state carried
     between calls), so that any range of trials can still be drawn on its own, by any process,
     in any order: a model keys its random streams by block (``streams.generator(seed,
@@ -87,8 +88,9 @@ class Cluster:
 
     With ``iterations: N`` a trial is N iterations, and the engines see one row per (trial,
     iteration), a *round*: round ``trial * N + i``. ``draw`` takes rounds; blocks are
-    ``TRIAL_BLOCK`` trials (``TRIAL_BLOCK * N`` rounds), so a trial's iterations are drawn
-    together (a straggler chain is carried over them) and N = 1 draws what it always drew."""
+    ``streams.block_trials(N)`` whole trials (about ``TRIAL_BLOCK`` rounds), so a trial's
+    iterations are drawn together (a straggler chain is carried over them), memory does not
+    grow with N, and N = 1 draws what it always drew."""
 
     def __init__(self, exp: Experiment, steps: int):
         from .workers import factor_models, laws
@@ -110,7 +112,7 @@ class Cluster:
 
     def draw(self, first: int, count: int) -> Realization:
         """Realization of rounds ``first .. first+count-1`` (any range; blocks are internal)."""
-        size = TRIAL_BLOCK * self.iterations
+        size = block_trials(self.iterations) * self.iterations
         blocks = range(first // size, (first + count - 1) // size + 1)
         parts = [self._block(b) for b in blocks]
         lo = first - blocks[0] * size
@@ -131,7 +133,8 @@ class Cluster:
         return self._last[1]
 
     def _draw_block(self, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        seed, n, m = self.exp.seed, TRIAL_BLOCK * self.iterations, self.workers
+        seed, m = self.exp.seed, self.workers
+        n = block_trials(self.iterations) * self.iterations
         single = len(self.laws) == 1
         times = np.empty((n, m, self.steps))
         for g, (lo, width, per, sampler) in enumerate(self.laws):

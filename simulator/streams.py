@@ -16,6 +16,13 @@ import numpy as np
 TRIAL_BLOCK = 256
 
 
+def block_trials(iterations: int) -> int:
+    """Trials per realization block when each has ``iterations`` rounds: about
+    ``TRIAL_BLOCK`` rounds a block whatever the iterations (a block is drawn whole), and
+    ``TRIAL_BLOCK`` trials when a trial is one round, as always."""
+    return max(1, TRIAL_BLOCK // iterations)
+
+
 def _key_part(part: str | int) -> int:
     if isinstance(part, str):
         return zlib.crc32(part.encode("utf-8"))

@@ -18,9 +18,10 @@ and the per-worker factors it multiplies compute times by.
   any compute law and added to the worker's first chunk, so it does not scale with its load
   (ErasureHead's injected delays).
 
-Every random factor is drawn per realization block of trials from a stream of its own, with
-the iterations of a trial inside the block (``cluster.WorkerStates``): any range of trials is
-still drawn on its own, and every scheme sees the same states (common random numbers).
+Every random factor is drawn per realization block of trials (``streams.block_trials``) from a
+stream of its own, with the iterations of a trial inside the block (``cluster.WorkerStates``):
+any range of trials is still drawn on its own, and every scheme sees the same states (common
+random numbers).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from pydantic import Field, model_validator
 
 from .compute.registry import Distribution
 from .models import PositiveFloat, Strict
-from .streams import TRIAL_BLOCK, generator
+from .streams import block_trials, generator
 
 if TYPE_CHECKING:
     from .compute.base import Dist
@@ -212,7 +213,8 @@ class PerTrialPick:
     iterations: int
 
     def factors_of(self, block: int) -> np.ndarray:
-        keys = generator(self.seed, "slowdown", block).random((TRIAL_BLOCK, self.workers))
+        trials = block_trials(self.iterations)
+        keys = generator(self.seed, "slowdown", block).random((trials, self.workers))
         # The `count` smallest keys of a trial are its slow workers (a uniform random set).
         rank = np.argsort(keys, axis=1, kind="stable").argsort(axis=1, kind="stable")
         out = np.where(rank < self.count, self.factor, 1.0)
@@ -228,7 +230,8 @@ class SlowRacks:
 
     def factors_of(self, block: int) -> np.ndarray:
         count = -(-self.workers // self.racks.size)
-        slow = generator(self.seed, "racks", block).random((TRIAL_BLOCK, count)) < self.racks.prob
+        trials = block_trials(self.iterations)
+        slow = generator(self.seed, "racks", block).random((trials, count)) < self.racks.prob
         per_worker = np.repeat(slow, self.racks.size, axis=1)[:, : self.workers]
         out = np.where(per_worker, self.racks.factor, 1.0)
         return np.repeat(out, self.iterations, axis=0)
@@ -247,8 +250,9 @@ class MarkovChain:
     def states(self, block: int) -> np.ndarray:
         """(trials of a block, iterations, workers) bool: slow."""
         rng = generator(self.seed, "stragglers", block)
-        shape = (TRIAL_BLOCK, self.workers)
-        slow = np.empty((TRIAL_BLOCK, self.iterations, self.workers), dtype=bool)
+        trials = block_trials(self.iterations)
+        shape = (trials, self.workers)
+        slow = np.empty((trials, self.iterations, self.workers), dtype=bool)
         slow[:, 0] = rng.random(shape) < self.model.slow_fraction()
         for i in range(1, self.iterations):
             u = rng.random(shape)
@@ -257,13 +261,13 @@ class MarkovChain:
         return slow
 
     def factors_of(self, block: int) -> np.ndarray:
-        slow = self.states(block).reshape(TRIAL_BLOCK * self.iterations, self.workers)
+        slow = self.states(block).reshape(-1, self.workers)
         return np.where(slow, self.model.factor, 1.0)
 
 
 def factor_models(cluster, seed: int, iterations: int) -> list:
     """The factor models of a cluster config, each with ``factors_of(block)``: rows
-    (TRIAL_BLOCK * iterations, workers), trial-major, or a single row."""
+    (block_trials(iterations) * iterations, workers), trial-major, or a single row."""
     m, models = cluster.workers, []
     slowdown = cluster.slowdown
     if isinstance(slowdown, SlowFraction):

@@ -65,7 +65,9 @@ def test_markov_chain_matches_its_stationary_fraction_and_mean_sojourns() -> Non
     p, q, n = 0.1, 0.3, 1200
     chain = MarkovChain(seed=11, workers=8, model=MarkovStragglers(p_slow=p, p_recover=q,
                         factor=3.0), iterations=n)  # fmt: skip
-    slow = chain.states(block=0).transpose(0, 2, 1).reshape(-1, n)  # one chain per row
+    # A block holds whole trials (one of 1,200 iterations here): 64 blocks, 512 chains.
+    states = np.concatenate([chain.states(block) for block in range(64)])
+    slow = states.transpose(0, 2, 1).reshape(-1, n)  # one chain per row
     # Chains are independent (trials x workers); steps within one are not: the standard error
     # of the slow fraction comes from the chains' own means.
     means = slow.mean(axis=1)
@@ -102,7 +104,8 @@ def test_the_drawn_times_carry_the_chain_state_over_the_iterations() -> None:
                       "cluster.compute": {"dist": "deterministic", "value": 1.0}})  # fmt: skip
     exp = from_dict(spec)
     times = Cluster(exp, steps=1).draw(0, exp.trials * 40).step_times[:, :, 0]
-    slow = MarkovChain(exp.seed, 6, exp.cluster.stragglers, 40).states(0)
+    chain = MarkovChain(exp.seed, 6, exp.cluster.stragglers, 40)
+    slow = np.concatenate([chain.states(0), chain.states(1)])  # 6 trials of 40 a block
     expected = np.where(slow[: exp.trials].reshape(-1, 6), 4.0, 1.0)
     np.testing.assert_array_equal(times, expected)
     # Persistence: a slow worker stays slow for 1 / p_recover iterations on average, so the
