@@ -664,6 +664,12 @@ def reproduce_command(quick: bool, out: str | None, jobs: int | None) -> None:
     help="Also time every scheme with gradients on against a bare NumPy decode.",
 )
 @click.option("--numerics-only", is_flag=True, help="Only the numerics rows (gradients on).")
+@click.option(
+    "--training/--no-training",
+    default=True,
+    show_default=True,
+    help="Also time training runs (m = 20 and 100) against bare NumPy gradient descent.",
+)
 def bench_command(
     quick: bool,
     sizes: str,
@@ -671,6 +677,7 @@ def bench_command(
     json_path: str | None,
     numerics: bool,
     numerics_only: bool,
+    training: bool,
 ) -> None:
     """Trials/s of the event and fast engines, against bare SimPy and bare NumPy baselines."""
 
@@ -696,6 +703,12 @@ def bench_command(
         result = run_benchmark(parsed, repeats=repeats, quick=quick, progress=say)
     if numerics or numerics_only:
         result["numerics"] = run_numerics(parsed, repeats=repeats, quick=quick, progress=say)
+    if training and not numerics_only:
+        from .training.bench import bench_training_runs
+
+        say("training runs (m = 20, 100)")
+        mode = "quick" if quick else "full"
+        result["training"] = bench_training_runs((20, 100), mode=mode, repeats=repeats)
     name = result["mode"] + ("-numerics" if numerics_only else "")
     path = Path(json_path) if json_path else Path("results") / "bench" / f"{name}.json"
     write_json(result, path)
@@ -703,6 +716,10 @@ def bench_command(
         Console(width=200).print(format_table(result))
     if "numerics" in result:
         Console(width=200).print(format_numerics_table(result["numerics"]))
+    if "training" in result:
+        from .training.bench import format_bench_training_runs
+
+        click.echo(format_bench_training_runs(result["training"]))
     click.echo(f"json: {path}")
 
 
