@@ -95,6 +95,7 @@ def simulate_row(
         "chunks_used": used,
         "decode_cond": condition,
         "residual": left,
+        "accurate": False,  # judged after the engines (runner.run, statistics.judge_accuracy)
     }
 
 
