@@ -6,6 +6,7 @@ problem on stderr naming the key and what was expected, before anything is writt
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -739,7 +740,24 @@ def main() -> None:
             "written (rerunning a sweep resumes it)",
             markup=True,
         )
-        sys.exit(128 + exc.signum)
+        _exit_now(128 + exc.signum)
+
+
+def _exit_now(status: int) -> None:
+    """Exit an interrupted command at once. The cleanup is done (the pool's workers are gone,
+    scratch files removed, every ``finally`` has run); what remains of a normal exit is
+    the atexit hooks, run here, and the interpreter tearing down every module and object,
+    which took 1-1.5 s of a 1.4 s stop on a loaded 2-core machine and is skipped: the user
+    asked the command to stop."""
+    import atexit
+
+    try:
+        atexit._run_exitfuncs()  # multiprocessing's, concurrent.futures', logging's
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(status)
 
 
 if __name__ == "__main__":
