@@ -40,10 +40,10 @@ EPS = float(np.finfo(np.float64).eps)
 #: What every table's caption says about how its numbers were made.
 RULES = (
     "decoded/accurate: fraction of trials [95% Wilson interval]; accurate = decoded and "
-    "rel_error <= data.tolerance. mean T: over decoded trials only, +- its standard error. "
+    "rel_error <= data.tolerance. mean T: over decoded trials only, ± its standard error. "
     "median/p95 T: over all trials, a never-decoded trial counts as slowest (inf) "
     "[95% order-statistic interval]. rel_error = ||g_hat - g||^2 / ||g||^2 over decoded "
-    "trials: mean +- standard error, max."
+    "trials: mean ± standard error, max."
 )
 
 
