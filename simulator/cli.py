@@ -25,6 +25,7 @@ from .coding.ordering import ORDERINGS
 from .paths import environment_problem, make_dirs, remove_if_empty
 from .replace import target_lock
 from .runner import RunResult, run
+from .tables import FORMATS
 
 INPUT_ERROR = 2
 
@@ -90,7 +91,7 @@ class JobsOption(click.Option):
 
 
 FORMAT = click.option(
-    "--format", "form", type=click.Choice(["table", "markdown", "csv", "json"]),
+    "--format", "form", type=click.Choice(FORMATS),
     default="table", show_default=True,
     help="How to print the per-scheme statistics: terminal tables fitted to its width, one "
     "markdown table, or the numbers as CSV or JSON (then alone on stdout).",

@@ -108,16 +108,14 @@ RUN_NOTES = (
 
 
 def run_layout(stats: pd.DataFrame, title: str, tolerance: float | None = None) -> Layout:
-    """The run table: one row per scheme (``RunResult.table()``). The protocol is shown where
-    some label is not its protocol's name."""
-    named = any(row.scheme != row.protocol for row in stats.itertuples())
-    extra = [("protocol", lambda r: r["protocol"])] if named else []
-    parts = [extra + list(TIME_COLUMNS), ERROR_COLUMNS, TRAFFIC_COLUMNS]
+    """The run table: one row per scheme (``RunResult.table()``), its protocol under the
+    label where the label is not the protocol's name."""
+    parts = [TIME_COLUMNS, ERROR_COLUMNS, TRAFFIC_COLUMNS]
     columns = [column for part in parts for column in part]
     layout = Layout(title, ["scheme"], [header for header, _ in columns])
     layout.groups = [number for number, part in enumerate(parts) for _ in part]
     for _, row in stats.iterrows():
-        layout.rows.append(([row["scheme"]], [cell(row) for _, cell in columns]))
+        layout.rows.append(([scheme_cell(row)], [cell(row) for _, cell in columns]))
     rules = (
         RULES
         if tolerance is None
@@ -125,6 +123,12 @@ def run_layout(stats: pd.DataFrame, title: str, tolerance: float | None = None) 
     )
     layout.caption = f"{rules} {RUN_NOTES}"
     return layout
+
+
+def scheme_cell(row: pd.Series) -> str:
+    """A scheme's label, over its protocol in parentheses when the label is another name."""
+    label, protocol = row["scheme"], row["protocol"]
+    return label if label == protocol else f"{label}\n({protocol})"
 
 
 def sweep_layout(frame: pd.DataFrame, keys: list[str], title: str) -> Layout:
@@ -135,7 +139,7 @@ def sweep_layout(frame: pd.DataFrame, keys: list[str], title: str) -> Layout:
     layout.groups = [0] * len(TIME_COLUMNS) + [1] * len(ERROR_COLUMNS)
     for _, row in frame.iterrows():
         layout.rows.append(
-            ([_grid_text(row[key]) for key in keys] + [row["scheme"]],
+            ([_grid_text(row[key]) for key in keys] + [scheme_cell(row)],
              [cell(row) for _, cell in columns])
         )  # fmt: skip
     layout.caption = RULES
