@@ -32,7 +32,7 @@ from .engine.des import EventRecorder, simulate_row
 from .engine.fast import run_trials_fast
 from .parquet import ParquetStream, schema_of
 from .schema import EVENT_COLUMNS, SUMMARY, SUMMARY_COLUMNS, TABLE_COLUMNS
-from .statistics import column_stats, judge_accuracy
+from .statistics import column_stats
 from .streams import TRIAL_BLOCK
 from .tuning import simulating
 
@@ -271,7 +271,7 @@ def run_range(
         fast = [p for p, engine in zip(protocols, engines, strict=True) if engine == "fast"]
         if not fast:
             summary, events = run_trials(exp, first, count, progress, on_events, protocols)
-            return _finite(exp, summary), events
+            return _finite(summary), events
         traced_end = min(first + count, max(first, exp.output.events_trials))
         summary, events = _frame([], SUMMARY_COLUMNS), _frame([], EVENT_COLUMNS)
         if traced_end > first:  # traced trials: every scheme on the event engine
@@ -285,8 +285,7 @@ def run_range(
             untraced, _ = run_trials(exp, traced_end, rest, progress, None, slow)
             quick = _interleaved(quick, untraced, [e == "fast" for e in engines])
         parts = [summary, quick] if len(summary) else [quick]
-        rows = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-        return _finite(exp, rows), events
+        return _finite(parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)), events
 
 
 def _interleaved(fast: pd.DataFrame, des: pd.DataFrame, is_fast: list[bool]) -> pd.DataFrame:
@@ -302,9 +301,8 @@ def _interleaved(fast: pd.DataFrame, des: pd.DataFrame, is_fast: list[bool]) -> 
     return both.take(np.argsort(where, kind="stable")).reset_index(drop=True)
 
 
-def _finite(exp: cfg.Experiment, rows: pd.DataFrame) -> pd.DataFrame:
-    """``rows`` with ``accurate`` judged (``statistics.judge_accuracy``: the one place after
-    the engines), unless one decoded at a non-finite time: the config's times overflow float64
+def _finite(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows``, unless one decoded at a non-finite time: the config's times overflow float64
     (a finite ``1e308`` shift, a ``5e-324`` rate...), and such a row would read as a success."""
     bad = rows["decoded"].to_numpy(bool) & ~np.isfinite(rows["completion_time"].to_numpy(float))
     if bad.any():
@@ -314,7 +312,7 @@ def _finite(exp: cfg.Experiment, rows: pd.DataFrame) -> pd.DataFrame:
               "times, slowdown, latency or time_per_float are too large (or rates too small); "
               "scale them down")]
         )  # fmt: skip
-    return judge_accuracy(rows, exp.data.tolerance)
+    return rows
 
 
 def _range_task(exp: cfg.Experiment, first: int, count: int) -> tuple[pd.DataFrame, pd.DataFrame]:

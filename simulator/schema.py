@@ -62,8 +62,8 @@ SUMMARY = (
            "coefficient-space residual of the decoder (0: exact in exact arithmetic)",
            "numeric", float("nan")),
     Column("accurate", "bool", "",
-           "decoded and the estimate is the gradient to data.tolerance (statistics.py "
-           "judge_accuracy; filled by the runner after the engines)", stats="rate"),
+           "decoded and the estimate is the gradient to data.tolerance (the rule: "
+           "statistics.accurate)", stats="rate"),
 )  # fmt: skip
 
 #: One row per traced event of the first ``output.events_trials`` trials (event engine only).

@@ -14,8 +14,8 @@ what it averaged over. The rules, stated once here and in every table's caption
   from order statistics (binomial ranks), which also reaches ``inf`` honestly.
 - rel_error: mean over decoded trials with its standard error, the median and the maximum.
 
-``accurate`` (a summary column, filled by ``judge_accuracy`` after the engines) says whether a
-decode is the gradient to ``data.tolerance``. A decode is a number the PS hands to the
+``accurate`` (a summary column; both engines fill it with ``accurate``) says whether a decode
+is the gradient to ``data.tolerance``. A decode is a number the PS hands to the
 optimizer; a decode of a badly conditioned system (original_gc's polynomial code at m >= 48:
 condition numbers 1e18 and more) is garbage even though it "decoded", and must not be counted
 as a success.
@@ -27,7 +27,6 @@ import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
 
 #: Two-sided 95% normal quantile.
 Z95 = 1.959963984540054
@@ -72,6 +71,8 @@ def quantile_interval(values: np.ndarray, q: float, level: float = 0.95) -> tupl
     """A distribution-free interval for the q-quantile: the order statistics whose ranks are
     the binomial(n, q) quantiles at (1 -+ level) / 2. inf values sort last, so an interval
     that reaches the undecoded trials says inf. (NaN, NaN) without values."""
+    from scipy import stats as sps  # here: the engines import this module, not the intervals
+
     n = values.size
     if n == 0:
         return math.nan, math.nan
@@ -140,10 +141,12 @@ def column_stats(kind: str, short: str, values: pd.Series) -> dict[str, float | 
     return {f"mean_{short}": float(values.mean())}
 
 
-def judge_accuracy(rows: pd.DataFrame, tolerance: float) -> pd.DataFrame:
-    """Fill ``accurate`` in a block of summary rows (after the engines; ``runner.run``).
+def accurate(decoded, rel_error, residual, decode_cond, tolerance: float):
+    """Whether each decode is the gradient to ``tolerance`` (the ``accurate`` column): numbers
+    or arrays of the other columns' values, as both engines call it on their rows (the event
+    engine one row at a time, the fast engine a block at once), so they agree by construction.
 
-    accurate = decoded and the estimate is the gradient to ``tolerance``:
+    accurate = decoded and:
 
     - with a measured ``rel_error`` (gradients on): ``rel_error <= tolerance``. The same rule
       for every scheme: an approximate scheme (mode: approximate, fastest_k, bernoulli_gc) is
@@ -154,16 +157,21 @@ def judge_accuracy(rows: pd.DataFrame, tolerance: float) -> pd.DataFrame:
       arithmetic; NaN counts as exact) and ``(decode_cond * EPS)**2 <= tolerance`` (round-off
       in the matrices it inverts cannot exceed the tolerance; NaN, nothing inverted or
       ``output.decode_cond: false``, passes).
-
-    The frame is modified in place and returned."""
-    decoded = rows["decoded"].to_numpy(dtype=bool)
-    error = rows["rel_error"].to_numpy(dtype=float)
-    residual = rows["residual"].to_numpy(dtype=float)
-    cond = rows["decode_cond"].to_numpy(dtype=float)
+    """
+    error = np.asarray(rel_error, dtype=float)
+    residual = np.asarray(residual, dtype=float)
+    cond = np.asarray(decode_cond, dtype=float)
     with np.errstate(invalid="ignore", over="ignore"):
-        measured = error <= tolerance
         exact = np.isnan(residual) | (residual <= tolerance)
         stable = np.isnan(cond) | ((cond * EPS) ** 2 <= tolerance)
-    judged = np.where(np.isnan(error), exact & stable, measured)
-    rows["accurate"] = decoded & judged
+        judged = np.where(np.isnan(error), exact & stable, error <= tolerance)
+    return np.asarray(decoded, dtype=bool) & judged
+
+
+def judge_accuracy(rows: pd.DataFrame, tolerance: float) -> pd.DataFrame:
+    """Fill ``accurate`` in summary rows from their other columns (``accurate``), in place;
+    for frames made without the engines (tests, old files)."""
+    rows["accurate"] = accurate(
+        rows["decoded"], rows["rel_error"], rows["residual"], rows["decode_cond"], tolerance
+    )
     return rows

@@ -52,6 +52,7 @@ from ..cluster import Cluster, Realization, TrialDraw, gradients
 from ..coding.base import Protocol
 from ..coding.numerics import rel_error
 from ..schema import SUMMARY, SUMMARY_COLUMNS
+from ..statistics import accurate
 from ..streams import TRIAL_BLOCK
 from .des import simulate_row
 
@@ -437,4 +438,6 @@ def _run_block(
                     table[column][t, s] = row[column]
             elif truth is not None and result["decoded"][t]:
                 table["rel_error"][t, s] = rel_error(result.estimate(int(t), grads), truth)
+    columns = (table[c] for c in ("decoded", "rel_error", "residual", "decode_cond"))
+    table["accurate"] = accurate(*columns, exp.data.tolerance)  # as des.simulate_row
     return {column: values.reshape(-1) for column, values in table.items()}
