@@ -19,9 +19,8 @@ import math
 from dataclasses import dataclass, field
 
 import pandas as pd
-from rich import box
+from rich.cells import cell_len
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from .statistics import RULES
@@ -60,7 +59,7 @@ def percent(value: float) -> str:
     return "-" if math.isnan(value) else f"{100 * value:.1f}%"
 
 
-def rate_cell(row: pd.Series, short: str) -> str:
+def rate_cell(row: dict, short: str) -> str:
     """'99.8%' over '[99.5, 99.9]': a rate and its 95% Wilson interval, in percent."""
     low, high = row[f"{short}_rate_lo"], row[f"{short}_rate_hi"]
     if math.isnan(low):
@@ -114,7 +113,7 @@ def run_layout(stats: pd.DataFrame, title: str, tolerance: float | None = None) 
     columns = [column for part in parts for column in part]
     layout = Layout(title, ["scheme"], [header for header, _ in columns])
     layout.groups = [number for number, part in enumerate(parts) for _ in part]
-    for _, row in stats.iterrows():
+    for row in stats.to_dict("records"):
         layout.rows.append(([scheme_cell(row)], [cell(row) for _, cell in columns]))
     rules = (
         RULES
@@ -125,7 +124,7 @@ def run_layout(stats: pd.DataFrame, title: str, tolerance: float | None = None) 
     return layout
 
 
-def scheme_cell(row: pd.Series) -> str:
+def scheme_cell(row: dict) -> str:
     """A scheme's label, over its protocol in parentheses when the label is another name."""
     label, protocol = row["scheme"], row["protocol"]
     return label if label == protocol else f"{label}\n({protocol})"
@@ -137,7 +136,7 @@ def sweep_layout(frame: pd.DataFrame, keys: list[str], title: str) -> Layout:
     columns = [*TIME_COLUMNS, *ERROR_COLUMNS]
     layout = Layout(title, [*keys, "scheme"], [header for header, _ in columns])
     layout.groups = [0] * len(TIME_COLUMNS) + [1] * len(ERROR_COLUMNS)
-    for _, row in frame.iterrows():
+    for row in frame.to_dict("records"):
         layout.rows.append(
             ([_grid_text(row[key]) for key in keys] + [scheme_cell(row)],
              [cell(row) for _, cell in columns])
@@ -175,52 +174,89 @@ def _grid_text(value: object) -> str:
 # Rendering
 
 
-def rich_tables(layout: Layout, width: int) -> list[Table | Text]:
-    """The layout as terminal tables no wider than ``width``: the statistics in consecutive
-    groups, as many per table as fit beside the identifying columns (at least one), the
-    caption after them (wrapped at the console's width). Widths are measured by rich itself,
-    box and padding included. A group of columns (times, errors, traffic) stays on one table
-    when it fits."""
-    console = Console(width=max(width, 20), record=False)
+#: Spaces between two columns of a terminal table.
+GAP = 2
+
+
+def rich_tables(layout: Layout, width: int) -> list[Text]:
+    """The layout as terminal tables no wider than ``width`` (plain text: a title, headers, a
+    rule, the rows), then the caption (wrapped at the console's width). The statistics go in
+    consecutive parts, as many per table as fit beside the identifying columns (at least one),
+    and a group of columns (times, errors, traffic) stays on one table when it fits.
+
+    Drawn here rather than by rich's Table, whose layout pass cost about 10 ms a row: a run of
+    3,000 schemes took minutes to print. Each part is one ``Text`` that is never wrapped."""
+    cells = [_shown_rows(layout, index) for index in range(len(layout.columns))]
+    keys = [[row[0][k] for row in layout.rows] for k in range(len(layout.keys))]
+    key_widths = [_column_width(h, c) for h, c in zip(layout.keys, keys, strict=True)]
+    widths = [_column_width(h, c) for h, c in zip(layout.columns, cells, strict=True)]
+
+    def fits(members: list[int]) -> bool:
+        used = sum(key_widths) + sum(widths[i] for i in members)
+        return used + GAP * (len(key_widths) + len(members) - 1) <= width
+
     kinds = layout.groups or [0] * len(layout.columns)
-    groups: list[list[int]] = []
+    parts: list[list[int]] = []
     for kind in dict.fromkeys(kinds):
         members = [index for index, each in enumerate(kinds) if each == kind]
-        if groups and _width(console, layout, groups[-1] + members) <= width:
-            groups[-1] += members  # the whole group fits beside the one before
-            continue
-        if _width(console, layout, members) <= width:
-            groups.append(members)  # the whole group on a table of its own
-            continue
-        for index in members:  # too wide alone: as many of its columns per table as fit
-            if (
-                groups
-                and groups[-1][0] in members
-                and _width(console, layout, [*groups[-1], index]) <= width
-            ):
-                groups[-1].append(index)
-            else:
-                groups.append([index])
-    tables = []
-    for number, group in enumerate(groups):
-        table = _table(layout, group)
-        if len(groups) > 1:
-            table.title = f"{layout.title} ({number + 1}/{len(groups)})"
-        tables.append(table)
-    if not tables and layout.title:
-        tables.append(Table(title=layout.title, title_justify="left", box=box.SIMPLE_HEAD))
-    return [*tables, Text(layout.caption, style="dim")] if layout.caption else tables
+        if parts and fits(parts[-1] + members):
+            parts[-1] += members  # the whole group fits beside the one before
+        elif fits(members):
+            parts.append(members)  # the whole group on a table of its own
+        else:  # too wide alone: as many of its columns per table as fit
+            for index in members:
+                if parts and parts[-1][0] in members and fits([*parts[-1], index]):
+                    parts[-1].append(index)
+                else:
+                    parts.append([index])
+    texts = []
+    for number, part in enumerate(parts):
+        title = layout.title if len(parts) == 1 else f"{layout.title} ({number + 1}/{len(parts)})"
+        columns = [*keys, *(cells[i] for i in part)]
+        headers = [*layout.keys, *(layout.columns[i] for i in part)]
+        sizes = [*key_widths, *(widths[i] for i in part)]
+        left = len(layout.keys)
+        texts.append(Text(_draw(title, headers, columns, sizes, left) + "\n", no_wrap=True))
+    if not texts and layout.title:
+        texts.append(Text(layout.title, no_wrap=True))
+    return [*texts, Text(layout.caption, style="dim")] if layout.caption else texts
 
 
-def _table(layout: Layout, group: list[int]) -> Table:
-    table = Table(title=layout.title, title_justify="left", box=box.SIMPLE_HEAD)
-    for key in layout.keys:
-        table.add_column(key, justify="left", overflow="fold")
-    for index in group:
-        table.add_column(layout.columns[index], justify="right", no_wrap=True)
-    for keys, cells in layout.rows:  # as Text: "[inf, inf]" is not rich markup
-        table.add_row(*map(Text, keys), *(Text(_shown(cells[index])) for index in group))
-    return table
+def _shown_rows(layout: Layout, index: int) -> list[str]:
+    return [_shown(row[1][index]) for row in layout.rows]
+
+
+def _column_width(header: str, cells: list[str]) -> int:
+    lines = [*header.split("\n"), *(line for cell in cells for line in cell.split("\n"))]
+    return max(cell_len(line) for line in lines)
+
+
+def _draw(title: str, headers: list[str], columns: list[list[str]], sizes: list[int],
+          left: int) -> str:  # fmt: skip
+    """One table as text: the first ``left`` columns left-justified, the rest right-justified,
+    multi-line headers aligned on their last line, multi-line cells on consecutive lines."""
+
+    def line(pieces: list[str]) -> str:
+        out = []
+        for position, (piece, size) in enumerate(zip(pieces, sizes, strict=True)):
+            pad = " " * (size - cell_len(piece))
+            out.append(piece + pad if position < left else pad + piece)
+        return (" " * GAP).join(out).rstrip()
+
+    def block(texts: list[str], top: bool) -> list[str]:
+        split = [text.split("\n") for text in texts]
+        height = max(len(lines) for lines in split)
+        padded = [
+            lines + [""] * (height - len(lines)) if top else [""] * (height - len(lines)) + lines
+            for lines in split
+        ]
+        return [line([lines[k] for lines in padded]) for k in range(height)]
+
+    total = sum(sizes) + GAP * (len(sizes) - 1)
+    lines = [title, *block(headers, top=False), "─" * total]
+    for row in range(len(columns[0]) if columns else 0):
+        lines += block([column[row] for column in columns], top=True)
+    return "\n".join(lines)
 
 
 def _shown(cell: str) -> str:
@@ -228,14 +264,6 @@ def _shown(cell: str) -> str:
     "[inf, inf]") is left out."""
     value, _, interval = cell.partition("\n")
     return value if interval == f"[{value}, {value}]" else cell
-
-
-def _width(console: Console, layout: Layout, group: list[int]) -> int:
-    """The width the table of these statistics takes when nothing is folded."""
-    table = _table(layout, group)
-    for column in table.columns:
-        column.no_wrap = True
-    return console.measure(table, options=console.options.update(width=10_000)).maximum
 
 
 def markdown(layout: Layout) -> str:
@@ -284,7 +312,10 @@ def emit(layout: Layout, frame: pd.DataFrame, form: str, console: Console) -> No
     markdown, CSV and JSON as plain text (no wrapping, no colours)."""
     if form == "table":
         for part in rich_tables(layout, console.width):
-            console.print(part)
+            if part.no_wrap:  # a table, drawn already: written as is (rich takes ms a row)
+                console.file.write(part.plain + "\n")
+            else:
+                console.print(part)
         return
     if form == "markdown":
         out = markdown(layout)

@@ -25,6 +25,7 @@ from simulator.cli import cli, scheme_table, sweep_table
 from simulator.config import from_dict
 from simulator.schema import SUMMARY_COLUMNS
 from simulator.statistics import (
+    binomial_quantile,
     column_stats,
     judge_accuracy,
     quantile_interval,
@@ -303,3 +304,10 @@ def test_binomial_rank_interval_is_the_textbook_one() -> None:
     values = np.arange(1.0, 101.0)
     low, high = quantile_interval(values, 0.5)
     assert low == sps.binom.ppf(0.025, 100, 0.5) and high == sps.binom.ppf(0.975, 100, 0.5) + 1
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 100, 2000, 10**6])
+@pytest.mark.parametrize("q", [0.001, 0.5, 0.95])
+def test_binomial_quantile_is_scipys(n, q) -> None:
+    for p in (0.025, 0.5, 0.975):
+        assert binomial_quantile(p, n, q) == int(sps.binom.ppf(p, n, q))
