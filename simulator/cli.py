@@ -239,10 +239,10 @@ def _run_title(result: RunResult) -> str:
 def scheme_table(result: RunResult, width: int = 80) -> list:
     """The per-scheme terminal tables of a run (``RunResult.table()``, read from a streamed
     summary's file one column at a time), split to fit ``width`` columns."""
-    from .tables import rich_tables, run_layout
+    from .tables import run_layout, terminal_tables
 
     layout = run_layout(result.table(), _run_title(result), result.config.data.tolerance)
-    return rich_tables(layout, width)
+    return terminal_tables(layout, width)
 
 
 @cli.command("sweep")
@@ -353,10 +353,10 @@ def sweep_command(config, grids, zipped, overrides, jobs, dask, out, force, retr
 def sweep_table(report, width: int = 80) -> list:
     """The sweep's terminal tables: one row per (point, scheme), each point's statistics read
     from its own ``points/<id>/summary.parquet`` (``tables.sweep_statistics``)."""
-    from .tables import rich_tables, sweep_layout, sweep_statistics
+    from .tables import sweep_layout, sweep_statistics, terminal_tables
 
     frame, keys = sweep_statistics(report)
-    return rich_tables(sweep_layout(frame, keys, f"sweep {report.root}"), width)
+    return terminal_tables(sweep_layout(frame, keys, f"sweep {report.root}"), width)
 
 
 @cli.command("plot")

@@ -1,11 +1,12 @@
 """The printed tables of ``gcsim run`` and ``gcsim sweep``: one layout, four formats.
 
 A table is first built as plain cells (``Layout``: the columns that identify a row, the
-statistics, a caption), then rendered as a terminal table, markdown, CSV or JSON. The terminal
-form fits the console's width by splitting the statistics into as many tables as it takes,
-each repeating the identifying columns: a cell is never cut ("4…" said nothing), and every
-number printed is whole. CSV and JSON carry the numbers themselves (``statistics.column_stats``
-keys), for scripts; JSON writes NaN as null and infinities as the strings "inf" and "-inf".
+statistics, a caption), then rendered as terminal tables, markdown, CSV or JSON. The terminal
+form (plain fixed-width text) fits the console's width by splitting the statistics into as many
+tables as it takes, each repeating the identifying columns: a cell is never cut ("4…" said
+nothing), and every number printed is whole. CSV and JSON carry the numbers themselves
+(``statistics.column_stats`` keys), for scripts; JSON writes NaN as null and infinities as the
+strings "inf" and "-inf".
 
 Numbers come from ``statistics.py`` only, so every table states its rules the same way
 (``statistics.RULES``, the caption).
@@ -178,7 +179,7 @@ def _grid_text(value: object) -> str:
 GAP = 2
 
 
-def rich_tables(layout: Layout, width: int) -> list[Text]:
+def terminal_tables(layout: Layout, width: int) -> list[Text]:
     """The layout as terminal tables no wider than ``width`` (plain text: a title, headers, a
     rule, the rows), then the caption (wrapped at the console's width). The statistics go in
     consecutive parts, as many per table as fit beside the identifying columns (at least one),
@@ -311,7 +312,7 @@ def emit(layout: Layout, frame: pd.DataFrame, form: str, console: Console) -> No
     """Print a table in ``form`` (``FORMATS``): terminal tables fitted to ``console``'s width;
     markdown, CSV and JSON as plain text (no wrapping, no colours)."""
     if form == "table":
-        for part in rich_tables(layout, console.width):
+        for part in terminal_tables(layout, console.width):
             if part.no_wrap:  # a table, drawn already: written as is (rich takes ms a row)
                 console.file.write(part.plain + "\n")
             else:

@@ -266,10 +266,10 @@ def _old_sweep_table(root, summary):
     """The CLI table computed from the whole combined frame (before the table read points):
     each point's rows through ``runner.scheme_table``, its grid values as the frame holds them."""
     from simulator.runner import scheme_table
-    from simulator.tables import rich_tables, sweep_layout
+    from simulator.tables import sweep_layout, terminal_tables
 
     if summary is None or summary.empty:
-        return rich_tables(sweep_layout(pd.DataFrame(), [], f"sweep {root}"), 200)
+        return terminal_tables(sweep_layout(pd.DataFrame(), [], f"sweep {root}"), 200)
     keys = [c for c in summary.columns[1 : summary.columns.get_loc("scheme")]]
     frames = []
     for _, group in summary.groupby("point", sort=False):
@@ -278,7 +278,7 @@ def _old_sweep_table(root, summary):
             stats.insert(index, key, group[key].iloc[[0]].repeat(len(stats)).array)
         frames.append(stats)
     frame = pd.concat(frames, ignore_index=True)
-    return rich_tables(sweep_layout(frame, keys, f"sweep {root}"), 200)
+    return terminal_tables(sweep_layout(frame, keys, f"sweep {root}"), 200)
 
 
 def _text(tables) -> str:
