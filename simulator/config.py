@@ -116,6 +116,9 @@ class Data(Strict):
     gradients: Literal["gaussian", "none"] = "gaussian"
     """gaussian: materialize iid N(0, 1) chunk gradients and decode real numbers;
     none: skip numerics (faster; rel_error is NaN)."""
+    tolerance: Annotated[float, Field(ge=0)] = 1e-6
+    """A decode whose rel_error exceeds this is reported inaccurate (the summary's
+    ``accurate`` column; far above round-off, 1e-30 for a stable exact decode)."""
 
 
 class Output(Strict):

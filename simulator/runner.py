@@ -43,6 +43,7 @@ from .schema import (
     TABLE_COLUMNS,
     TRAINING_COLUMNS,
 )
+from .statistics import column_stats
 from .streams import TRIAL_BLOCK
 from .tuning import simulating
 
@@ -109,25 +110,8 @@ def scheme_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 def _column_stats(column: str, values: pd.Series) -> dict[str, float]:
     """One scheme's statistics of one summary column (``values``: its rows, in file order),
-    as the column's ``stats`` in ``schema.SUMMARY`` asks, keyed by its ``short`` name:
-    time -> mean_, median_, p95_, mean_<short>_decoded; rate -> <short>_rate; error -> mean_,
-    max_; mean -> mean_."""
-    kind, short = _STATS[column]
-    if kind == "time":
-        times = values.to_numpy()
-        finite = times[np.isfinite(times)]
-        return {
-            # Mean and quantiles over all trials: inf where undecoded trials weigh in.
-            f"mean_{short}": float(np.mean(times)),
-            f"median_{short}": _quantile(times, 0.5),
-            f"p95_{short}": _quantile(times, 0.95),
-            f"mean_{short}_decoded": float(np.mean(finite)) if finite.size else float("nan"),
-        }
-    if kind == "rate":
-        return {f"{short}_rate": float(values.mean())}
-    if kind == "error":
-        return {f"mean_{short}": float(values.mean()), f"max_{short}": float(values.max())}
-    return {f"mean_{short}": float(values.mean())}
+    as the column's ``stats`` in ``schema.SUMMARY`` asks (``statistics.column_stats``)."""
+    return column_stats(*_STATS[column], values)
 
 
 _STATS = {c.name: (c.stats, c.short or c.name) for c in SUMMARY if c.stats}
@@ -172,13 +156,6 @@ def _batch_schemes(batch) -> tuple[list[str], np.ndarray, np.ndarray]:
     remap[present] = np.arange(len(present))
     names = [scheme.dictionary[int(code)].as_py() for code in present]
     return names, remap[local], firsts
-
-
-def _quantile(values: np.ndarray, q: float) -> float:
-    """Linear-interpolated quantile that treats inf (never decoded) as larger than anything."""
-    with np.errstate(invalid="ignore"):
-        value = float(np.quantile(values, q))
-    return math.inf if math.isnan(value) else value
 
 
 #: Most trials in one range when the summary streams (``run(..., summary_to=...)``): 2**14,

@@ -62,6 +62,9 @@ SUMMARY = (
     Column("residual", "float64", "",
            "coefficient-space residual of the decoder (0: exact in exact arithmetic)",
            "numeric", float("nan")),
+    Column("accurate", "bool", "",
+           "decoded and the estimate is the gradient to data.tolerance (the rule: "
+           "statistics.accurate)", stats="rate"),
     # Filled by the runner from the engines' rows of a trial's iterations (runner.py).
     Column("iteration", "int64", "", "iteration within the trial (0 .. iterations - 1)",
            by="runner"),

@@ -441,7 +441,12 @@ def test_validate_quickstart_prints_the_resolved_config(gcsim):
     assert resolved["cluster"]["failures"]["prob"] == 0.05
     assert resolved["cluster"]["failures"]["workers"] == []
     assert resolved["cluster"]["slowdown"] == []
-    assert resolved["data"] == {"chunks": 20, "dim": 1200, "gradients": "gaussian"}
+    assert resolved["data"] == {
+        "chunks": 20,
+        "dim": 1200,
+        "gradients": "gaussian",
+        "tolerance": 1e-6,
+    }
     assert [s["label"] for s in resolved["schemes"]] == [
         "uncoded",
         "fastest_k",

@@ -263,36 +263,30 @@ def _old_combine(root, points, report):
 
 
 def _old_sweep_table(root, summary):
-    """The CLI table computed from the whole combined frame (before the table read points)."""
-    from rich.table import Table
+    """The CLI table computed from the whole combined frame (before the table read points):
+    each point's rows through ``runner.scheme_table``, its grid values as the frame holds them."""
+    from simulator.runner import scheme_table
+    from simulator.tables import sweep_layout, terminal_tables
 
-    from simulator.cli import _fmt
-
-    table = Table(title=f"sweep {root}", title_justify="left")
     if summary is None or summary.empty:
-        return table
+        return terminal_tables(sweep_layout(pd.DataFrame(), [], f"sweep {root}"), 200)
     keys = [c for c in summary.columns[1 : summary.columns.get_loc("scheme")]]
-    schemes = list(dict.fromkeys(summary["scheme"]))
-    for key in keys:
-        table.add_column(key, justify="right", no_wrap=True)
-    for scheme in schemes:
-        table.add_column(f"{scheme}\nmean T (dec.)", justify="right")
+    frames = []
     for _, group in summary.groupby("point", sort=False):
-        cells = [str(group[key].iloc[0]) for key in keys]
-        for scheme in schemes:
-            rows = group[group.scheme == scheme]
-            decoded = rows[rows.decoded]
-            mean = decoded.completion_time.mean() if len(decoded) else float("nan")
-            cells.append(f"{_fmt(mean)} ({len(decoded) / max(len(rows), 1):.0%})")
-        table.add_row(*cells)
-    return table
+        stats = scheme_table(group.iloc[:, len(keys) + 1 :])
+        for index, key in enumerate(["point", *keys]):
+            stats.insert(index, key, group[key].iloc[[0]].repeat(len(stats)).array)
+        frames.append(stats)
+    frame = pd.concat(frames, ignore_index=True)
+    return terminal_tables(sweep_layout(frame, keys, f"sweep {root}"), 200)
 
 
-def _text(table) -> str:
+def _text(tables) -> str:
     from rich.console import Console
 
     console = Console(width=200, record=True, file=open(os.devnull, "w"))  # noqa: SIM115
-    console.print(table)
+    for table in tables if isinstance(tables, list) else [tables]:
+        console.print(table)
     return console.export_text()
 
 
@@ -426,7 +420,7 @@ def test_cli_table_reads_points_and_matches_the_whole_frame_table(tmp_path):
     ).read_bytes()
     from simulator.cli import sweep_table
 
-    new_text = _text(sweep_table(report))
+    new_text = _text(sweep_table(report, 200))
     assert new_text == _text(_old_sweep_table(report.root, old))
     assert "1.0" in new_text and "optimal" in new_text  # concat made the rates float
 
@@ -438,4 +432,4 @@ def test_cli_table_unchanged_on_mixed_grids(tmp_path, point_summaries, grids, fa
     points, report = fake_sweep(tmp_path, point_summaries, grids, failed)
     old = _old_combine(tmp_path, points, report)
     report.grid = sweep_module._combine(tmp_path, points, report)
-    assert _text(sweep_table(report)) == _text(_old_sweep_table(report.root, old))
+    assert _text(sweep_table(report, 200)) == _text(_old_sweep_table(report.root, old))

@@ -23,6 +23,7 @@ from simpy.events import Timeout
 from ..cluster import TrialDraw
 from ..coding.base import CONTROL, NOTHING, PS, UPLOAD, Decoded, Message, Protocol, Reaction, Trial
 from ..coding.numerics import rel_error
+from ..statistics import accurate
 
 if TYPE_CHECKING:
     from ..config import Experiment, Network
@@ -97,6 +98,7 @@ def simulate_row(
         "chunks_used": used,
         "decode_cond": condition,
         "residual": left,
+        "accurate": bool(accurate(outcome.decoded, error, left, condition, exp.data.tolerance)),
         "estimate": estimate,
     }
 

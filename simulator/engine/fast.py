@@ -52,6 +52,7 @@ from ..cluster import Cluster, Realization, TrialDraw
 from ..coding.base import Protocol
 from ..coding.numerics import rel_error
 from ..schema import ENGINE_SUMMARY, ENGINE_SUMMARY_COLUMNS
+from ..statistics import accurate
 from ..streams import TRIAL_BLOCK
 from .des import simulate_row
 from .numbers import GradientSource, source_of
@@ -446,4 +447,6 @@ def _run_block(
                 estimate = result.estimate(int(t), grads)
                 table["rel_error"][t, s] = rel_error(estimate, truth)
             source.done(round_, protocol, estimate, float(table["completion_time"][t, s]))
+    columns = (table[c] for c in ("decoded", "rel_error", "residual", "decode_cond"))
+    table["accurate"] = accurate(*columns, exp.data.tolerance)  # as des.simulate_row
     return {column: values.reshape(-1) for column, values in table.items()}
