@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
+import matplotlib.axes
 import numpy as np
 import pandas as pd
 import pytest
 
+from simulator import plots
 from simulator.coding.polynomial import PolynomialCode, cyclic_holds
 from simulator.coding.random_code import RandomCode
 from simulator.coding.registry import PROTOCOLS
@@ -119,3 +122,61 @@ def test_original_gc_runs_the_random_code_at_ell_above_one():
     )
     fast = _fast(exp).groupby("scheme").rel_error.mean()
     assert fast["random"] < 0.75 * fast["original_gc"], fast
+
+
+# Figures (issue 14, item 4: readable, no degenerate plots) -----------------------------------
+
+
+def test_figure_labels_are_readable_names_not_config_keys():
+    """Axes and titles said "schemes.*.ell=1"; legends said "partial_gc#2"."""
+    assert plots.readable_key("schemes.*.ell") == "communication split ell"
+    assert plots.readable_key("cluster.workers") == "workers m"
+    assert plots.readable_key("schemes.2.deadline", short=True) == "T of scheme 2"
+    table = pd.DataFrame(
+        {
+            "scheme": ["partial_gc", "partial_gc#2", "uncoded"],
+            "protocol": ["partial_gc", "partial_gc", "uncoded"],
+            "load": [4, 4, -1],
+            "ell": [1, 2, -1],
+            "engine": ["fast"] * 3,
+        }
+    )
+    names = plots.display_names(table, list(table.scheme))
+    assert names["partial_gc#2"] == "partial_gc ell=2" and names["uncoded"] == "uncoded"
+    assert not any("#" in name for name in names.values())
+
+
+def test_sweep_figures_draw_schemes_without_the_key_as_references(tmp_path):
+    """uncoded and fastest_k have no ell: horizontal reference lines, not lines against ell;
+    time bars are percentiles (never below zero); markers of the communication plot are
+    labelled; a single deadline gets no MSE-vs-deadline figure."""
+    out = tmp_path / "s"
+    overrides = ["trials=60", "data.dim=16", "schemes.*.ell=1"]
+    run_sweep(QUICKSTART, ["schemes.*.ell=1,2"], out=out, overrides=overrides)
+    summary = pd.read_parquet(out / "summary.parquet")
+    summary = summary.assign(_point=summary["point"])
+    schemes = pd.read_parquet(out / "schemes.parquet")
+    order = list(dict.fromkeys(summary.scheme))
+    fixed = plots._independent_schemes(summary, schemes, "schemes.*.ell", ["schemes.*.ell"], order)
+    assert fixed == {"uncoded", "fastest_k"}
+    with matplotlib.rc_context():
+        seen = []
+        original = matplotlib.axes.Axes.errorbar
+
+        def spy(ax, x, y, yerr=None, **kwargs):
+            seen.append((np.asarray(y, float), np.asarray(yerr, float)))
+            return original(ax, x, y, yerr=yerr, **kwargs)
+
+        matplotlib.axes.Axes.errorbar = spy
+        try:
+            paths = plots.plot_sweep(out, tmp_path / "figs")
+        finally:
+            matplotlib.axes.Axes.errorbar = original
+    assert len(seen) == 2  # original_gc and partial_gc only: the others are reference lines
+    for means, bars in seen:
+        assert (bars >= 0).all() and (means - bars[0] > 0).all()
+    stems = {p.stem for p in paths}
+    assert "sweep_mse_vs_deadline" not in stems
+    approx = pd.DataFrame({"series": "a", "deadline": 3.0, "rel_error": [0.1, 0.2],
+                           "decoded": True})  # fmt: skip
+    assert plots._error_vs_deadline(approx, tmp_path, "single") == []
