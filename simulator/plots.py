@@ -162,8 +162,9 @@ def plot_run(
     if trial is None:
         trial = traced_trials[0] if traced_trials else 0
     written: list[Path] = []
-    written += _completion_cdf(summary, order, out, _run_name(run_dir))
-    written += _communication_vs_time(_scheme_stats(summary), order, out, sweep=False)
+    shown, shown_order = _renamed(summary, order, display_names(schemes, order))
+    written += _completion_cdf(shown, shown_order, out, _run_name(run_dir))
+    written += _communication_vs_time(_scheme_stats(shown), shown_order, out, sweep=False)
     approx = _approximate_rows(summary, schemes, {})
     if not approx.empty:
         written += _error_vs_deadline(approx, out, "mse_vs_deadline")
