@@ -277,12 +277,15 @@ def approximate_experiment(
             for row in marks.itertuples():
                 for ax in (top, bottom):
                     ax.axvline(row.time, color=color, ls=line, lw=0.8, alpha=0.6)
-                top.annotate(f"q{row.level * 100:.0f}", (row.time, 1.0), xycoords=("data",
-                             "axes fraction"), fontsize=7, color=color, ha="center",
-                             va="bottom")  # fmt: skip
+                # Labels run along their line (partial's to its left, the other's to its
+                # right), so close quantiles do not print over each other.
+                label = f"{family} q{row.level * 100:.0f} = {row.time:.1f}"
+                top.annotate(label, (row.time, 0.45), xycoords=("data", "axes fraction"),
+                             fontsize=6, color=color, rotation=90, va="center",
+                             ha="right" if family == "partial" else "left")  # fmt: skip
         top.set_yscale("log")
         top.set_ylim(ROUND_OFF / 3, 3)
-        top.set_title(f"ell = {ell}", pad=14)
+        top.set_title(f"ell = {ell}")
         bottom.set_xlabel("deadline T (time units)")
         bottom.set_ylim(-0.03, 1.03)
     axes[0, 0].set_ylabel("MSE, mean ||g_hat - g||^2/||g||^2\n(95% interval; 1e-20 = exact)")
