@@ -162,8 +162,9 @@ def plot_run(
     if trial is None:
         trial = traced_trials[0] if traced_trials else 0
     written: list[Path] = []
-    written += _completion_cdf(summary, order, out, _run_name(run_dir))
-    written += _communication_vs_time(_scheme_stats(summary), order, out, sweep=False)
+    shown, shown_order = _renamed(summary, order, display_names(schemes, order))
+    written += _completion_cdf(shown, shown_order, out, _run_name(run_dir))
+    written += _communication_vs_time(_scheme_stats(shown), shown_order, out, sweep=False)
     approx = _approximate_rows(summary, schemes, {})
     if not approx.empty:
         written += _error_vs_deadline(approx, out, "mse_vs_deadline")
@@ -198,9 +199,15 @@ def plot_sweep(sweep_dir: Path | str, out_dir: Path | str) -> list[Path]:
     written: list[Path] = []
     if summary.empty:
         return written
+    independent = {key: _independent_schemes(summary, schemes, key, keys, order) for key in keys}
+    names = display_names(schemes, order)
+    shown, shown_order = _renamed(summary, order, names)
     for key in keys:
-        written += _sweep_time_vs_key(summary, key, keys, grid[key], params, order, out)
-    written += _communication_vs_time(_scheme_stats(summary, ["_point"]), order, out, sweep=True)
+        fixed = {names[s] for s in independent[key]}
+        written += _sweep_time_vs_key(shown, key, keys, grid[key], params, shown_order, out, fixed)
+    written += _communication_vs_time(
+        _scheme_stats(shown, ["_point"]), shown_order, out, sweep=True, params=params
+    )
     approx = [
         _approximate_rows(
             summary[summary["_point"] == p["id"]],
@@ -215,8 +222,40 @@ def plot_sweep(sweep_dir: Path | str, out_dir: Path | str) -> list[Path]:
             pd.concat(approx, ignore_index=True), out, "sweep_mse_vs_deadline"
         )
     if 0 < len(points) <= 12:
-        written += _sweep_cdfs(summary, points, order, out)
+        written += _sweep_cdfs(shown, points, shown_order, out)
     return written
+
+
+def _independent_schemes(
+    summary: pd.DataFrame,
+    schemes: pd.DataFrame,
+    key: str,
+    keys: Sequence[str],
+    order: Sequence[str],
+) -> set[str]:
+    """Schemes that do not depend on the grid key: a ``schemes.*.X`` key the scheme has no
+    parameter X for (its table value is empty at every point), or, for any key, identical
+    completion times at every value of it, the other grid keys held (sweeps pair schemes on
+    common random numbers, so a scheme the key does not touch gets the same rows)."""
+    out = set()
+    leaf = key.split(".")[-1]
+    others = [k for k in keys if k != key and k in summary.columns]
+    for scheme in order:
+        if key.startswith("schemes.") and leaf in schemes.columns:
+            values = schemes.loc[schemes["scheme"] == scheme, leaf]
+            if values.isna().all() or values.astype(str).isin(["", "-1", "nan", "None"]).all():
+                out.add(scheme)
+                continue
+        rows = summary[summary["scheme"] == scheme]
+        if key not in rows.columns or rows[key].astype(str).nunique() < 2:
+            continue
+        arrays = [
+            group.sort_values([*others, "trial"])["completion_time"].to_numpy()
+            for _, group in rows.groupby(rows[key].astype(str), sort=False)
+        ]
+        if all(a.shape == arrays[0].shape and np.array_equal(a, arrays[0]) for a in arrays):
+            out.add(scheme)
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -563,8 +602,9 @@ def _sweep_cdfs(
             ax.set_visible(False)
         for index, ax in enumerate(axes.flat[: len(points)]):
             if index + columns >= len(points):  # nothing below: this panel carries the x axis
-                ax.xaxis.set_tick_params(labelbottom=True)
-                ax.set_xlabel(TIME_LABEL + (", log scale" if axis.log else ""))
+                ax.xaxis.set_tick_params(labelbottom=True, labelsize=7)
+        # One x label for the grid: a label per column ran into its neighbours.
+        fig.supxlabel(TIME_LABEL + (", log scale" if axis.log else ""), fontsize=9)
         for ax in axes[:, 0]:
             ax.set_ylabel("fraction decoded")
         fig.suptitle(f"Completion-time CDF per sweep point\n({UNDECODED_NOTE})", fontsize=9)
@@ -573,13 +613,85 @@ def _sweep_cdfs(
         return _save(fig, out, "sweep_completion_cdf")
 
 
+#: Readable names of config keys (their last part) on axes, titles and labels.
+KEY_NAMES = {
+    "ell": "communication split ell",
+    "load": "load (chunks per worker)",
+    "deadline": "deadline T (time units)",
+    "workers": "workers m",
+    "chunks": "chunks N",
+    "latency": "network latency (time units)",
+    "time_per_float": "time per float (time units)",
+    "prob": "fail-stop probability",
+    "crash_rate": "crash rate",
+    "seed": "seed",
+    "trials": "trials",
+    "dim": "gradient dimension d",
+    "k": "uploads waited for k",
+    "fraction": "fraction of uploads waited for",
+}
+#: Shorter forms for compact labels (point titles, marker labels).
+SHORT_NAMES = {"workers": "m", "chunks": "N", "deadline": "T", "latency": "L", "prob": "p_fail",
+               "time_per_float": "t/float", "dim": "d"}  # fmt: skip
+
+
+def readable_key(key: str, short: bool = False) -> str:
+    """A grid key in words: ``schemes.*.ell`` -> "communication split ell",
+    ``cluster.workers`` -> "workers m", ``schemes.2.load`` -> "load (chunks per worker) of
+    scheme 2"; ``short``: "ell", "m", "load of scheme 2"."""
+    parts = key.split(".")
+    leaf = parts[-1]
+    name = SHORT_NAMES.get(leaf, leaf) if short else KEY_NAMES.get(leaf, leaf.replace("_", " "))
+    if len(parts) >= 3 and parts[0] == "schemes" and parts[1] != "*":
+        name += f" of scheme {parts[1]}"
+    elif parts[0] == "compute" or (len(parts) > 1 and parts[1] == "compute"):
+        name = f"compute {name}"
+    return name
+
+
 def _params_text(params: dict[str, Any], sep: str = ", ") -> str:
-    return sep.join(f"{k}={v}" for k, v in params.items())
+    return sep.join(f"{readable_key(k, short=True)}={v}" for k, v in params.items())
+
+
+def display_names(schemes: pd.DataFrame, order: Sequence[str]) -> dict[str, str]:
+    """Legend names: a scheme's label, except the generated ``protocol#n`` labels, which are
+    replaced by the protocol and the parameters telling it apart from the other schemes of
+    that protocol (from the scheme table: ``partial_gc ell=2``, not ``partial_gc#2``)."""
+    names = {scheme: scheme for scheme in order}
+    if schemes.empty or not any("#" in scheme for scheme in order):
+        return names
+    table = schemes.drop_duplicates("scheme").set_index("scheme")
+    ignore = {"protocol", "engine", "parameters", "point"}
+    columns = [c for c in table.columns if c not in ignore]
+    for scheme in order:
+        if "#" not in scheme or scheme not in table.index:
+            continue
+        protocol = table.loc[scheme, "protocol"]
+        same = table[table.protocol == protocol]
+        varying = [c for c in columns if same[c].astype(str).nunique() > 1]
+        text = " ".join(f"{c}={table.loc[scheme, c]}" for c in varying)
+        names[scheme] = f"{protocol} {text}" if text else scheme.replace("#", " no. ")
+    if len(set(names.values())) < len(names):  # two schemes the table cannot tell apart
+        return {scheme: scheme.replace("#", " no. ") for scheme in order}
+    return names
+
+
+def _renamed(
+    summary: pd.DataFrame, order: Sequence[str], names: dict[str, str]
+) -> tuple[pd.DataFrame, list[str]]:
+    """The summary and the scheme order under the display names."""
+    return summary.assign(scheme=summary["scheme"].map(names)), [names[s] for s in order]
 
 
 def _communication_vs_time(
-    table: pd.DataFrame, order: Sequence[str], out: Path, sweep: bool
+    table: pd.DataFrame,
+    order: Sequence[str],
+    out: Path,
+    sweep: bool,
+    params: dict[str, dict[str, Any]] | None = None,
 ) -> list[Path]:
+    """Mean upload against mean completion time, one marker per scheme (and sweep point: each
+    marker labelled with its point's grid values)."""
     styles = _styles(order)
     table = table[np.isfinite(table["mean_time"])]
     with matplotlib.rc_context(PAPER_STYLE):
@@ -605,13 +717,26 @@ def _communication_vs_time(
                 markeredgewidth=0.5,
                 label=label,
             )
+            if sweep and params:
+                labels: dict[tuple[float, float], list[str]] = {}
+                for row in rows.to_dict("records"):  # coinciding markers share one label
+                    point = params.get(row.get("_point", ""), {})
+                    at = (row["mean_time"], row["mean_upload"])
+                    labels.setdefault(at, []).append(",".join(str(v) for v in point.values()))
+                for at, texts in labels.items():
+                    ax.annotate("; ".join(texts), at, xytext=(4, 3), textcoords="offset points",
+                                fontsize=6, color=style.color)  # fmt: skip
         uploads = table["mean_upload"].to_numpy(float)
         if uploads.size and uploads.min() > 0 and uploads.max() / uploads.min() > 20:
             ax.set_yscale("log")
         ax.set_xlabel(f"{MEAN_TIME_LABEL}, decoded trials")
         ax.set_ylabel(UPLOAD_LABEL)
         what = "one marker per scheme and sweep point" if sweep else "one marker per scheme"
-        ax.set_title(f"Communication versus completion time ({what})")
+        keys = list(next(iter(params.values()), {})) if sweep and params else []
+        marks = (
+            f"\nmarkers labelled {', '.join(readable_key(k, True) for k in keys)}" if keys else ""
+        )
+        ax.set_title(f"Communication versus completion time ({what}){marks}", fontsize=9)
         if ax.get_legend_handles_labels()[0]:
             fig.legend(loc="outside right upper", title="scheme")
         return _save(fig, out, "sweep_communication_vs_time" if sweep else "communication_vs_time")
@@ -634,10 +759,13 @@ def _sweep_time_vs_key(
     params: dict[str, dict[str, Any]],
     order: Sequence[str],
     out: Path,
+    fixed: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> list[Path]:
-    """Mean completion time (error bars: std; band: 95% CI of the mean) and decode rate against
-    one grid key; one panel per combination of the other keys when they vary independently
-    (a product grid), a single panel when they move together (a zipped grid)."""
+    """Mean completion time (bars: 10th to 90th percentile of the decoded trials, so never
+    below the fastest time; band: 95% CI of the mean) and decode rate against one grid key;
+    one panel per combination of the other keys when they vary independently (a product
+    grid), a single panel when they move together (a zipped grid). Schemes in ``fixed`` do not
+    depend on the key: they are drawn as horizontal reference lines, not lines against it."""
     others = [k for k in keys if k != key]
     values: list[Any] = []
     for value in [*grid_values, *(p[key] for p in params.values())]:
@@ -695,20 +823,30 @@ def _sweep_time_vs_key(
                 rows = group[group["scheme"] == scheme]
                 if rows.empty:
                     continue
-                xs, means, stds, cis, rates = [], [], [], [], []
+                style = styles[scheme]
+                if scheme in fixed:  # one value whatever the key: a reference line
+                    ts = time_stats(rows["completion_time"])
+                    line = {**style.line(), "marker": None}
+                    top.axhline(ts.mean, label=f"{scheme} (no {readable_key(key, True)})",
+                                **line)  # fmt: skip
+                    bottom.axhline(100 * ts.decode_rate, **line)
+                    continue
+                xs, means, spreads, cis, rates = [], [], [], [], []
                 for x, at_x in rows.groupby("_x", sort=True):
                     ts = time_stats(at_x["completion_time"])
+                    times = at_x["completion_time"].to_numpy(float)
+                    finite = times[np.isfinite(times)]
+                    low, high = np.quantile(finite, [0.1, 0.9]) if finite.size else (np.nan, np.nan)
                     xs.append(x)
                     means.append(ts.mean)
-                    stds.append(ts.std)
+                    spreads.append((ts.mean - low, high - ts.mean))
                     cis.append(ts.ci95)
                     rates.append(100 * ts.decode_rate)
                 xs_a, means_a = dodged(np.array(xs, dtype=float), i), np.array(means)
-                style = styles[scheme]
                 top.errorbar(
                     xs_a,
                     means_a,
-                    yerr=np.nan_to_num(np.array(stds)),
+                    yerr=np.clip(np.nan_to_num(np.array(spreads).T), 0, None),
                     capsize=2,
                     elinewidth=0.8,
                     markersize=4,
@@ -734,7 +872,7 @@ def _sweep_time_vs_key(
             if title:
                 top.set_title(title, fontsize=8)
             bottom.set_ylim(-5, 105)
-            bottom.set_xlabel(key)
+            bottom.set_xlabel(readable_key(key))
             if log_x:
                 bottom.set_xscale("log")
             if categorical:
@@ -746,8 +884,8 @@ def _sweep_time_vs_key(
         axes[0, 0].set_ylabel(f"{MEAN_TIME_LABEL}\n(decoded trials)")
         axes[1, 0].set_ylabel("decoded (%)")
         fig.suptitle(
-            f"Mean completion time against {key}\n"
-            "error bars: std over decoded trials; band: 95% CI of the mean",
+            f"Mean completion time against {readable_key(key)}\n"
+            "bars: 10th to 90th percentile of decoded trials; band: 95% CI of the mean",
             fontsize=9,
         )
         handles, labels = axes[0, 0].get_legend_handles_labels()
@@ -758,7 +896,15 @@ def _sweep_time_vs_key(
         return _save(fig, out, f"sweep_time_vs_{slug(key)}")
 
 
+#: Errors at or below this are round-off (an exact decode): MSE axes stop here.
+ROUND_OFF = 1e-20
+
+
 def _error_vs_deadline(approx: pd.DataFrame, out: Path, stem: str) -> list[Path]:
+    """Mean error against the deadline, one curve per approximate scheme; floored at round-off
+    (1e-20: "exact"), and not drawn at all for a single deadline (a curve needs two)."""
+    if approx["deadline"].nunique() < 2:
+        return []
     series = list(dict.fromkeys(approx["series"]))
     with matplotlib.rc_context(PAPER_STYLE):
         fig = _new_figure(6.0, 4.2)
@@ -770,9 +916,7 @@ def _error_vs_deadline(approx: pd.DataFrame, out: Path, stem: str) -> list[Path]
             xs, means, lows, highs = [], [], [], []
             for deadline, at in rows.groupby("deadline", sort=True):
                 errors = at["rel_error"].to_numpy(float)
-                mean = float(errors.mean())
-                if mean <= 0:
-                    continue  # nothing to show on a log scale (exact recovery)
+                mean = max(float(errors.mean()), ROUND_OFF)  # round-off is drawn as exact
                 half = (
                     float(
                         stats.t.ppf(0.975, errors.size - 1)
@@ -784,8 +928,8 @@ def _error_vs_deadline(approx: pd.DataFrame, out: Path, stem: str) -> list[Path]
                 )
                 xs.append(deadline)
                 means.append(mean)
-                lows.append(max(mean - half, mean * 1e-3))
-                highs.append(mean + half)
+                lows.append(max(mean - half, mean * 1e-3, ROUND_OFF))
+                highs.append(max(mean + half, ROUND_OFF))
             if not xs:
                 continue
             style = scheme_style(i)
@@ -794,6 +938,12 @@ def _error_vs_deadline(approx: pd.DataFrame, out: Path, stem: str) -> list[Path]
             drawn = True
         if drawn:
             ax.set_yscale("log")
+            low, high = ax.get_ylim()
+            ax.set_ylim(max(low, ROUND_OFF / 3), max(high, 1.0))
+            if low <= ROUND_OFF:
+                ax.axhline(ROUND_OFF, color="0.5", lw=0.8, ls=":")
+                ax.annotate("exact (round-off)", (0.01, ROUND_OFF), xycoords=("axes fraction",
+                            "data"), fontsize=7, color="0.4", va="bottom")  # fmt: skip
         else:
             ax.text(0.5, 0.5, "no positive error to show", transform=ax.transAxes, ha="center")
         deadlines = sorted(set(approx["deadline"]))

@@ -45,7 +45,6 @@ from .results import TRAINING_FILE, config_hash, confined, run_problem, write_ru
 from .runner import run
 from .schema import SCHEME_COLUMNS, TRAINING_COLUMNS
 from .scratch import create_exclusive, recover_retired, scratch_path, sweep_stale
-from .streams import seed_sequence
 
 # --------------------------------------------------------------------------------------------
 # Grids and points
@@ -106,11 +105,12 @@ def point_id(params: dict[str, Any]) -> str:
 
 
 def point_seed(base_seed: int, params: dict[str, Any]) -> int:
-    """A point's seed from (config seed, point key); a grid over ``seed`` itself is kept."""
+    """A point's seed: the config's own at every point (common random numbers), so schemes are
+    paired across the grid and a difference between points is the grid key's effect, not
+    another draw's; a grid over ``seed`` itself is kept (independent replicates)."""
     if "seed" in params:
         return int(params["seed"])
-    state = seed_sequence(base_seed, "sweep-point", point_key(params)).generate_state(2)
-    return int(state[0]) << 32 | int(state[1])
+    return base_seed
 
 
 @dataclass(frozen=True)

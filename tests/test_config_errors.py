@@ -208,8 +208,8 @@ CASES = [
         problems=2,
     ),
     Case(
-        "random construction with ell > 1",
-        {"schemes.1.ell": 2, "schemes.1.construction": "random"},
+        "generic construction with ell > 1",
+        {"schemes.1.ell": 2, "schemes.1.construction": "generic"},
         "schemes.1.ell",
         ("supports ell = 1 only, got 2",),
     ),

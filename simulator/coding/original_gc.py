@@ -6,7 +6,8 @@ partial-straggler protocol improves on.
 Constructions, both written as an encoder E (workers x chunks x ell) so that worker j uploads
 y_j = sum_i sum_k E[j, i, k] g_i^(k):
 - ``random``: Tandon et al.'s cyclic code (ell = 1), the best conditioned of ``candidates`` seeded
-  draws, decoded by least squares;
+  draws, decoded by least squares; for ell > 1 the random counterpart of the polynomial code
+  (``random_code.RandomCode``: same support, tolerance and upload size), decoded as it is;
 - ``polynomial``: Ye & Abbe style (any ell), decoded by interpolation at the evaluation points;
   numerically unstable as m - s grows, which ``rel_error`` and ``decode_cond`` show;
 - ``generic``: Tandon's null-space construction on any equal-load assignment (ell = 1), decoded
@@ -60,6 +61,7 @@ from .numerics import (
     sum_weights,
 )
 from .polynomial import PolynomialCode, evaluation_points, vandermonde
+from .random_code import RandomCode
 from .scheme_config import CodedScheme, Problems
 
 if TYPE_CHECKING:
@@ -85,9 +87,10 @@ class OriginalGCConfig(CodedScheme):
 
     protocol: Literal["original_gc"]
     construction: Literal["random", "polynomial", "generic"] | None = None
-    """random: Tandon's cyclic code (ell = 1); polynomial: Ye & Abbe style, any ell; generic:
-    Tandon's null-space construction on any assignment (ell = 1), checked numerically.
-    Default: random for ell = 1, polynomial otherwise."""
+    """random: Tandon's cyclic code (ell = 1), a random Ye & Abbe style code (ell > 1);
+    polynomial: Ye & Abbe style, any ell; generic: Tandon's null-space construction on any
+    assignment (ell = 1), checked numerically. Default: random for ell = 1, polynomial
+    otherwise."""
     candidates: Annotated[int, Field(ge=1)] = 16
     """random construction: draw this many codes and keep the best conditioned one."""
     points: Literal["chebyshev", "equispaced"] = "chebyshev"
@@ -208,12 +211,12 @@ class OriginalGCConfig(CodedScheme):
                     "generic for other assignments",
                 )
             )
-        if self.construction in ("random", "generic") and self.ell != 1:
+        if self.construction == "generic" and self.ell != 1:
             problems.append(
                 (
                     f"{key}.ell",
-                    f"construction '{self.construction}' (Tandon's code) supports ell = "
-                    f"1 only, got {self.ell}; use construction: polynomial",
+                    f"construction 'generic' (Tandon's code) supports ell = 1 only, got "
+                    f"{self.ell}; use construction: random or polynomial (cyclic assignment)",
                 )
             )
         return problems
@@ -266,6 +269,7 @@ class OriginalGC(Protocol):
         {"load": 4, "ell": 3, "construction": "polynomial", "points": "equispaced"},
         {"load": 4, "ell": 2, "mode": "approximate", "deadline": 6.0},
         {"load": 3, "ell": 1, "construction": "generic"},
+        {"load": 4, "ell": 3, "construction": "random"},
     )
 
     def __init__(self, spec, exp, label):
@@ -281,7 +285,14 @@ class OriginalGC(Protocol):
         few = sets <= _SET_CACHE_SETS and sets * self.needed <= _SET_CACHE_INDICES
         self.cached_sets = sets if few else 0
         self.polynomial = None
-        if spec.construction == "random":
+        if spec.construction == "random" and spec.ell > 1:
+            # Decoded as the polynomial code is (through ``self.polynomial``), G for V.
+            rng = generator(self.seed, "code", label)
+            self.polynomial = RandomCode(
+                self.workers, spec.load, spec.ell, rng, candidates=spec.candidates
+            )
+            self.encoder = self.polynomial.encoder
+        elif spec.construction == "random":
             rng = generator(self.seed, "code", label)
             self.code = planned_tandon_code(self.workers, spec.load - 1, rng, spec.candidates)
             self.encoder = self.code[:, :, None]
@@ -299,6 +310,8 @@ class OriginalGC(Protocol):
         m - s = 14 and 1e-17 at m - s = 22 with load 4, ell 2): no bound is claimed beyond 14."""
         if not self.exact:
             return float("inf")
+        if isinstance(self.polynomial, RandomCode):  # rel_error ~ (eps cond)^2
+            return 1e-20 if self.polynomial.worst_cond <= 1e4 else float("inf")
         return 1e-20 if self.polynomial is None or self.needed <= 14 else float("inf")
 
     def determined(self, workers: list[int]) -> bool:
@@ -377,6 +390,8 @@ class OriginalGC(Protocol):
             part = sets[lo : lo + step]
             if self.polynomial is None:
                 stack = self.code[part]
+            elif isinstance(self.polynomial, RandomCode):
+                stack = self.polynomial.system(part)
             else:
                 stack = vandermonde(self.polynomial.points[part], self.needed)
             singular = np.linalg.svd(stack, compute_uv=False)

@@ -9,9 +9,11 @@ C[:, R_i] A_i = I. Workers receive their coefficients, stop computing and upload
 y_j = sum_i sum_k A_i[j, k] g_i^(k); block k of the gradient is sum_j C[k, j] y_j. No
 interpolation, so the decoder is as well conditioned as the small matrices C[:, R_i].
 
-Approximate mode decodes at the deadline with whatever r_i the PS has (earlier if exact decoding
-becomes possible first): chunks with 0 < r_i < ell are recovered in projection, chunks with
-r_i = 0 are missing, and the coefficient residual is sum_i max(0, ell - r_i).
+Approximate mode delivers its estimate by the deadline T, as every protocol's does: the PS plans
+with whatever r_i it has at T minus the time its download and the answering uploads can take
+(``plan_instant``; earlier if exact decoding becomes possible first), so the last upload is at
+the PS by T. Chunks with 0 < r_i < ell are recovered in projection, chunks with r_i = 0 are
+missing, and the coefficient residual is sum_i max(0, ell - r_i).
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ class PartialTrial(Trial):
         self.protocol = protocol
         spec = protocol.spec
         self.ell = spec.ell
-        self.deadline = protocol.deadline
+        self.deadline = protocol.plan_at  # the PS plans then, to deliver by the deadline
         self.past_deadline = False
         self.blocks = None if grads is None else split_blocks(grads, self.ell)
         self.counts = [0] * protocol.chunks  # r_i as the PS knows it (a list: scalar updates)
@@ -217,6 +219,31 @@ def _ordered_lists(orders: list[list[int]], chunks: int, shortest: int, limit: i
     return total
 
 
+def plan_instant(deadline: float, protocol: PartialGC, exp: Experiment) -> float:
+    """The latest instant at which a plan still delivers by ``deadline`` (at least 0).
+
+    After the PS plans, a download of ell floats per chunk asked (at most the most chunks any
+    worker holds) travels to each planned worker, which answers at once with one upload of
+    ``upload_size`` floats. On a shared PS link that upload may queue behind every other
+    message to the PS: at most the other uploads and one report per chunk any worker computes.
+    The instant is stepped down by ulps until the engines' own sums (plan + download + upload,
+    added in that order) stay within the deadline. A crash noticed after the plan makes the PS
+    re-plan, which may deliver later: crashes are outside this guarantee.
+    """
+    net = exp.cluster.network
+    down = net.delay(protocol.spec.ell * protocol.steps)
+    up = net.delay(protocol.upload_size)
+    if net.ps_ingress == "shared":
+        queued = (protocol.workers - 1) * protocol.upload_size + protocol.workers * protocol.steps
+        up += queued * net.time_per_float
+    if down == 0 and up == 0:
+        return deadline
+    at = deadline - (down + up)
+    while at > 0 and at + down + up > deadline:
+        at = math.nextafter(at, -math.inf)
+    return max(0.0, at)
+
+
 class PartialGCConfig(CodedScheme):
     """The partial-straggler protocol: processed chunks count even if a worker has not finished."""
 
@@ -260,6 +287,9 @@ class PartialGC(Protocol):
         if spec.ell == 1:
             self.decoder = np.abs(self.decoder) + 0.5  # no near-zero weight for any worker
         self.exact = spec.mode == "exact"
+        self.plan_at = None if self.deadline is None else plan_instant(self.deadline, self, exp)
+        """When an approximate PS plans at the latest: the deadline less the longest its
+        download and the answering upload can take, so the estimate is at the PS by then."""
         # The control report of each (worker, chunk), shared by all trials: reporting a chunk,
         # the most frequent event, allocates nothing.
         self.reports = [
@@ -404,7 +434,7 @@ class PartialEvaluator(Holders):
     def __init__(self, protocol: PartialGC, exp):
         super().__init__(protocol, exp)
         spec = protocol.spec
-        self.ell, self.size, self.deadline = spec.ell, protocol.upload_size, protocol.deadline
+        self.ell, self.size, self.deadline = spec.ell, protocol.upload_size, protocol.plan_at
         decoder = protocol.decoder
         weights = np.where(self.padding[None], 0.0, decoder[:, self.holder_worker])
         self.table: np.ndarray | None = None
