@@ -27,6 +27,8 @@ def test_report_is_written_with_every_figure(small_run):
         "paper_ordering_mse",
         "paper_instability",
         "paper_sensitivity",
+        "training_loss",
+        "time_to_target",
         "validation_cdf_exp",
         "validation_cdf_pareto",
     ):

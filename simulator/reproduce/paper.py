@@ -24,6 +24,7 @@ from ..runner import run
 from ..sweep import run_sweep
 from .common import EXPERIMENTS, STYLE, figure, plt, save
 from .instability import precision_sweep
+from .training_claim import TrainingResult, training_experiment
 
 PAPER = EXPERIMENTS / "paper"
 ASSIGNMENTS = ("cyclic", "graph", "random_regular")
@@ -43,16 +44,21 @@ class Budget:
     sensitivity_trials: int = 200
     quantiles: tuple[float, ...] = (0.5, 0.9)
     """Each protocol's exact-time quantiles (cyclic, per ell) added to the deadline grid."""
+    training_trials: int = 30
+    """Trials (training runs of configs/training.yaml) behind the time-to-accuracy claim."""
 
     @staticmethod
     def named(name: str, jobs: int = 2) -> Budget:
         deadlines = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 10.0, 14.0, 20.0)
         if name == "full":
-            return Budget(2000, 600, deadlines, 200, 100, (16, 20, 24, 32, 40, 48), jobs, 1000)
+            return Budget(2000, 600, deadlines, 200, 100, (16, 20, 24, 32, 40, 48), jobs, 1000,
+                          training_trials=60)  # fmt: skip
         if name == "quick":
-            return Budget(500, 150, deadlines, 60, 25, (16, 24, 32, 48), jobs, 200)
+            return Budget(500, 150, deadlines, 60, 25, (16, 24, 32, 48), jobs, 200,
+                          training_trials=20)  # fmt: skip
         if name == "test":
-            return Budget(150, 40, (2.0, 4.0, 8.0), 15, 4, (16, 32), jobs, 60, (0.5,))
+            return Budget(150, 40, (2.0, 4.0, 8.0), 15, 4, (16, 32), jobs, 60, (0.5,),
+                          training_trials=6)  # fmt: skip
         raise ValueError(f"unknown budget {name!r}")
 
 
@@ -73,6 +79,8 @@ class PaperResults:
     """Exact-time quantiles per (family, ell) on the cyclic assignment."""
     approx_verdicts: pd.DataFrame = field(default_factory=pd.DataFrame)
     """Per (ell, T): partial against the better original-class code (``report.judge``)."""
+    training: TrainingResult | None = None
+    """The time-to-accuracy experiment (``training_claim``)."""
     figures: dict[str, list[Path]] = field(default_factory=dict)
 
 
@@ -499,4 +507,6 @@ def run_paper(budget: Budget, out: Path) -> PaperResults:
         files,
     )
     results.qmax = qmax_table()
+    results.training = training_experiment(budget.training_trials, out)
+    results.figures["training"] = results.training.figures
     return results
