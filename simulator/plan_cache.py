@@ -22,6 +22,8 @@ again. Here each plan is computed once per machine and then read back:
   either no file or a whole one. Two processes computing the same plan write the same bytes.
 - **Bounded**: after each write the directory is pruned to ``$GCSIM_CACHE_MAX_MB`` (default
   256 MB), least recently used first (a hit refreshes the file's mtime).
+- **Only what is worth it**: a plan computed in under ``MIN_STORE_SECONDS`` is memoized but not
+  written (reading it back would cost about as much).
 - **A cache never fails a run**: any OS error on the disk path (read-only home, full disk) falls
   back to computing the plan, counted in ``stats["errors"]``.
 
@@ -55,6 +57,10 @@ DEFAULT_MAX_BYTES = 256 * 2**20
 MEMO_BYTES = 512 * 2**20
 #: Temporary files older than this (seconds) are a crashed writer's and are removed on pruning.
 STALE_TEMP_SECONDS = 3600.0
+#: Plans computed faster than this (seconds) are only memoized, not written: hashing, writing and
+#: pruning cost a few milliseconds, more than computing a small code (116 small polynomial
+#: codes took 2.0 s of CPU without the cache and 3.0 s storing every one).
+MIN_STORE_SECONDS = 0.05
 
 #: What the cache did in this process: memo_hits, disk_hits, misses (computed), writes,
 #: corrupt (a file failed its checksum or did not parse), errors (an OS error on the disk path),
@@ -128,13 +134,21 @@ def _canonical(value: Any) -> Any:
     raise TypeError(f"plan cache: cannot key an input of type {type(value).__name__}")
 
 
+_sources: dict[int, str] = {}
+
+
 def _source_digest(functions: Iterable[Callable[..., Any]]) -> str:
+    """sha256 of the functions' (or modules') source, each read once per process."""
     parts = []
     for fn in functions:
-        try:
-            parts.append(inspect.getsource(fn))
-        except (OSError, TypeError):  # no source (frozen app): the version string must do
-            parts.append(getattr(fn, "__qualname__", repr(fn)))
+        text = _sources.get(id(fn))
+        if text is None:
+            try:
+                text = inspect.getsource(fn)
+            except (OSError, TypeError):  # no source (frozen app): the version string must do
+                text = getattr(fn, "__qualname__", repr(fn))
+            _sources[id(fn)] = text
+        parts.append(text)
     return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()
 
 
@@ -302,9 +316,10 @@ def cached_array(
         if array is not None:
             stats["disk_hits"] += 1
     if array is None:
+        started = time.perf_counter()
         array = np.asarray(compute())
         stats["misses"] += 1
-        if path is not None:
+        if path is not None and time.perf_counter() - started >= MIN_STORE_SECONDS:
             try:
                 _write(path, array)
             except OSError:

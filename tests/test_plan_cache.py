@@ -31,6 +31,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("GCSIM_CACHE_DIR", str(directory))
     monkeypatch.delenv("GCSIM_CACHE", raising=False)
     monkeypatch.delenv("GCSIM_CACHE_MAX_MB", raising=False)
+    monkeypatch.setattr(plan_cache, "MIN_STORE_SECONDS", 0.0)  # store even instant plans
     plan_cache.clear_memo()
     plan_cache.stats.clear()
     yield directory
@@ -187,6 +188,7 @@ _WRITER = textwrap.dedent(
     import numpy as np
     from simulator import plan_cache
 
+    plan_cache.MIN_STORE_SECONDS = 0.0
     rounds, tag = int(sys.argv[1]), int(sys.argv[2])
     rng = np.random.default_rng(tag)
     for r in range(rounds):
@@ -353,3 +355,12 @@ def test_a_second_sweep_point_with_the_same_code_parameters_plans_nothing(cache:
     other = _experiment(workers=12, load=4)  # other code parameters: another code
     build(other)
     assert plan_cache.stats["misses"] == 4
+
+
+def test_plans_cheaper_than_storing_are_only_memoized(cache: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(plan_cache, "MIN_STORE_SECONDS", 3600.0)
+    compute = Counting(np.ones(4))
+    plan_cache.cached_array("demo", "1", {}, compute)
+    plan_cache.cached_array("demo", "1", {}, compute)
+    assert compute.calls == 1 and plan_cache.stats["memo_hits"] == 1
+    assert not cache.exists() or not files(cache)
