@@ -144,7 +144,10 @@ def _workers(exp: Experiment, protocols, dask: str) -> Iterator[tuple[object, li
                     n_workers=m, threads_per_worker=1, processes=True, host="127.0.0.1",
                     dashboard_address=None, memory_limit=0,
                 )  # fmt: skip
-                client = Client(cluster, direct_to_workers=True)
+                # A client of its own (its own event-loop thread), not Client(cluster): that
+                # one shares the loop of the scheduler and the m nannies, which would then
+                # delay every message the PS handles.
+                client = Client(cluster.scheduler_address, direct_to_workers=True)
             description = f"Dask LocalCluster, {m} worker processes"
         else:
             try:
