@@ -568,6 +568,11 @@ class _Search:
     where (base, thr) = (sum of S[:K] - x, S[K]) if x <= S[K - 1] (x was among the K smallest;
     S[K] is _FAR when K = h_i) and (sum of S[:K - 1], S[K - 1]) otherwise. ``base_at`` and
     ``thr_at`` hold the same two numbers indexed by (worker, position).
+
+    ``stuck[i] == top`` records that chunk i had no improving swap the last time the maximum f was
+    ``top``. Its swaps are scored from its own row and from ``base_at``/``thr_at`` at its holders,
+    which a swap changes only at the holders of the two chunks it touches, so ``swap`` forgets the
+    record of every chunk held there; plateaus then rescore a few hundred chunks, not all of them.
     """
 
     def __init__(self, order: Order, chunks: int, ell: int) -> None:
@@ -597,6 +602,7 @@ class _Search:
         self.base_at = np.zeros((workers, self.width), dtype=np.int64)
         self.thr_at = np.full((workers, self.width), _FAR, dtype=np.int64)
         self.f = np.zeros(chunks, dtype=np.int64)
+        self.stuck = np.full(chunks, -1, dtype=np.int64)
         for i in range(chunks):
             self._refresh(i)
 
@@ -645,6 +651,11 @@ class _Search:
         self.pos[a, ka], self.pos[b, kb] = q, p
         self._refresh(a)
         self._refresh(b)
+        touched = np.concatenate(
+            [self.holders[a, : self.count[a]], self.holders[b, : self.count[b]]]
+        )
+        near = self.order[touched]
+        self.stuck[near[near >= 0]] = -1
 
     def orders(self) -> Order:
         return [
@@ -679,15 +690,19 @@ def _greedy(assignment: asg.Assignment, chunks: int, rng: random.Random) -> Orde
 def _improving_move(state: _Search, critical: list[int], top: int) -> tuple[int, int, int] | None:
     """The first chunk of ``critical`` (in its order) with a swap at one of its holders that
     brings both swapped chunks below ``top``; of its swaps the one with the smallest new max,
-    then smallest sum of squares, then (worker, position, new position). Chunks are scored in
-    growing blocks: usually the first few have a move."""
+    then smallest sum of squares, then (worker, position, new position). Chunks already known to
+    have none at this ``top`` (``_Search.stuck``) are skipped; the others are scored in growing
+    blocks: usually the first few have a move."""
+    order = np.array(critical, dtype=np.int64)
+    unknown = order[state.stuck[order] != top]
     start, block = 0, 8
-    while start < len(critical):
-        ids = np.array(critical[start : start + block], dtype=np.int64)
+    while start < len(unknown):
+        ids = unknown[start : start + block]
         moved, other, exists = state.score(ids)
         worst = np.maximum(moved, other)
         better = exists & (worst < top)
         has = better.any(axis=(1, 2))
+        state.stuck[ids[~has]] = top
         if has.any():
             c = int(np.argmax(has))
             slots, targets = np.nonzero(better[c])
