@@ -695,6 +695,8 @@ def _improving_move(state: _Search, critical: list[int], top: int) -> tuple[int,
     blocks: usually the first few have a move."""
     order = np.array(critical, dtype=np.int64)
     unknown = order[state.stuck[order] != top]
+    # at most about 2^20 scored swaps (a few arrays of 8 MB) at once, whatever m and load are
+    cap = max(8, (1 << 20) // (state.holders.shape[1] * state.width))
     start, block = 0, 8
     while start < len(unknown):
         ids = unknown[start : start + block]
@@ -715,7 +717,7 @@ def _improving_move(state: _Search, critical: list[int], top: int) -> tuple[int,
                 candidates.append((max(fa, fb), fa * fa + fb * fb, j, p, q))
             return min(candidates)[2:]
         start += block
-        block *= 4
+        block = min(4 * block, cap)
     return None
 
 
@@ -884,6 +886,10 @@ ORDERINGS = ("natural", "random", "optimal")
 #: ells (1 GB there); printing the table (``gcsim ordering`` without --json) about 1.2 ms a
 #: worker (m = 50,000: 57 s).
 REPORT_ENTRY_SECONDS, REPORT_BOUND_SECONDS, REPORT_TABLE_SECONDS = 20e-6, 1.6e-6, 1.2e-3
+#: ``--ordering optimal --ell E`` where the balanced order misses the bound runs the local search:
+#: about 300 us CPU per assignment entry (random_regular, load 5 and 10: m = 1000, 3.3 s;
+#: m = 5000, 7.6 s and 10.9 s).
+REPORT_SEARCH_SECONDS = 300e-6
 REPORT_ENTRY_BYTES, REPORT_SHAPE_BYTES = 600, 40
 #: ``gcsim ordering`` refuses a size expected to take longer than this: an inspection command
 #: that answers in seconds at any size worth printing (m = 1,000,000, load 1: 26 s).
@@ -899,13 +905,23 @@ class ReportCost(NamedTuple):
     bytes: float
 
 
-def report_cost(workers: int, load: int, table: bool = False) -> ReportCost:
+def balanced_is_optimal(load: int, ell: int) -> bool:
+    """Whether the balanced order is proven optimal at this (load, ell) on the regular class
+    (docs/ordering.md section 2: ell = 1, ell >= load - 1, load <= 4, (5, 2)); elsewhere
+    ``optimal`` searches below Q*(ell)."""
+    return ell == 1 or ell >= load - 1 or load <= 4 or (load, ell) == (5, 2)
+
+
+def report_cost(workers: int, load: int, table: bool = False, optimize_ell: int = 1) -> ReportCost:
     """The cost of ``ordering_report(workers, load)``, plus printing its table when ``table``
-    (see the constants above): so the command can refuse a size that would not finish or fit
-    before it starts."""
+    and the search of an optimal order for ``optimize_ell`` where the balanced one is not proven
+    optimal (see the constants above): so the command can refuse a size that would not finish or
+    fit before it starts."""
     m, load = float(min(workers, 10**300)), float(min(load, 10**300))
     entries = m * load
     seconds = REPORT_ENTRY_SECONDS * entries + REPORT_BOUND_SECONDS * entries * load
+    if not balanced_is_optimal(int(load), optimize_ell):
+        seconds += REPORT_SEARCH_SECONDS * entries
     size = entries * (REPORT_ENTRY_BYTES + REPORT_SHAPE_BYTES * min(load, 256.0))
     return ReportCost(seconds, REPORT_TABLE_SECONDS * m if table else 0.0, size)
 
