@@ -300,3 +300,20 @@ def test_ordering_command_counts_the_search_in_its_cost() -> None:
     result = CliRunner().invoke(cli, [*args, "--ell", "4"])
     assert result.exit_code == 2
     assert "--workers" in result.output and "Traceback" not in result.output
+
+
+def test_a_config_order_uses_its_ell() -> None:
+    """The path a run takes (``layout.build_order``, method "regular"): a partial_gc scheme with
+    ``ordering: optimal``, load 5, ell 3 on cyclic m = 6 gets Q_max 24, not the balanced 25;
+    with ell 2 (balanced proven optimal) it keeps the balanced order."""
+    from types import SimpleNamespace
+
+    from simulator.coding import layout
+
+    held = asg.cyclic(6, 5)
+    for ell, expected in ((3, 24), (2, q_star(6, 5, 2))):
+        spec = SimpleNamespace(ordering="optimal", ell=ell)
+        order = layout.build_order(spec, held, 6, seed=1, label="s")
+        assert od.q_max(order, 6, ell) == expected
+        assert order == layout.build_order(spec, held, 6, seed=1, label="s")
+    assert layout.build_order(spec, held, 6, seed=1, label="s") == od.balanced(held, 6)
