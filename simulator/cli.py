@@ -488,7 +488,9 @@ def ordering_command(workers, load, assignment, ordering, seed, ell, as_json) ->
     if ell is not None and ell > load:
         _fail([f"--ell: must be at most --load ({load}), got {ell}"])
     # Refuse up front what would not finish or fit (--workers 10000000 ran for ever).
-    cost, memory = report_cost(workers, load, table=not as_json), available_memory()
+    search = (ell or 1) if ordering == "optimal" else 1
+    cost = report_cost(workers, load, table=not as_json, optimize_ell=search)
+    memory = available_memory()
     sizes = f"{workers:,} workers x load {load:,}"
     if cost.bytes > memory:
         _fail(

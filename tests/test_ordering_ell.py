@@ -127,8 +127,9 @@ CASES = [
 
 @pytest.mark.parametrize(("kind", "m", "size", "seed"), CASES)
 def test_array_search_makes_the_plain_search_moves(kind: str, m: int, size: int, seed: int) -> None:
-    """Same start, same seed: the same (best max f, order) after every tested number of steps,
-    for every ell the assignment can decode, including plateaus and early stops."""
+    """Same start, same seed: the same (best max f, order) after each tested number of steps,
+    for the smallest, middle and largest ell the assignment can decode, including plateaus and
+    early stops."""
     if kind == "regular":
         a, chunks = asg.random_regular(m, size, seed), m
         starts = [od.random_order(a, seed), od.balanced(a, m)]
@@ -136,7 +137,8 @@ def test_array_search_makes_the_plain_search_moves(kind: str, m: int, size: int,
         a, chunks = irregular(m, size, 1, min(size, 5), seed), size
         starts = [od.natural(a), od.random_order(a, seed)]
     top_ell = min(asg.replication(a, chunks))
-    for start, ell, steps in itertools.product(starts, range(1, top_ell + 1), (7, 150)):
+    ells = sorted({1, min(2, top_ell), (top_ell + 1) // 2, top_ell})
+    for start, ell, steps in itertools.product(starts, ells, (7, 150)):
         target = od.lower_bound(a, chunks, ell)
         plain = plain_local_search(
             PlainSearch(start, chunks, ell), random.Random(seed), steps, target
@@ -240,7 +242,10 @@ def test_optimal_between_bound_and_balanced_and_heuristic(
     balanced = od.q_max(od.balanced(a, m), m, ell)
     assert balanced == q_star(m, len(a[0]), ell)
     for method in ("regular", "auto"):
-        value = od.q_max(od.optimal(a, m, ell, method=method, seed=seed), m, ell)
+        # auto may end in the integer program; a short limit keeps the property (it only replaces
+        # a strictly worse order) and the test fast
+        order = od.optimal(a, m, ell, method=method, seed=seed, time_limit=2.0)
+        value = od.q_max(order, m, ell)
         assert bound <= value <= min(balanced, heuristic)
 
 
@@ -273,3 +278,42 @@ def test_regular_tiny_cases_by_brute_force() -> None:
     for a, m in [(asg.cyclic(4, 3), 4), (asg.random_regular(5, 3, 4), 5), (asg.cyclic(5, 2), 5)]:
         for ell in range(1, len(a[0]) + 1):
             assert od.q_max(od.optimal(a, m, ell), m, ell) == brute_minimum(a, m, ell)
+
+
+def test_balanced_is_optimal_matches_the_bound() -> None:
+    """The cost model's rule of thumb is the counting bound's verdict for every load <= 8."""
+    for load in range(1, 9):
+        m = load + 2
+        a = asg.random_regular(m, load, seed=load)
+        for ell in range(1, load + 1):
+            proven = od.lower_bound(a, m, ell) == q_star(m, load, ell)
+            assert od.balanced_is_optimal(load, ell) == proven, (load, ell)
+
+
+def test_ordering_command_counts_the_search_in_its_cost() -> None:
+    """m = 50,000, load 10: the report alone fits the 120 s limit, the ell = 4 search does not,
+    so the command refuses it up front (exit 2, naming --workers) instead of running minutes."""
+    assert od.report_cost(50_000, 10).seconds < od.REPORT_LIMIT_SECONDS
+    assert od.report_cost(50_000, 10, optimize_ell=9).seconds < od.REPORT_LIMIT_SECONDS
+    assert od.report_cost(50_000, 10, optimize_ell=4).seconds > od.REPORT_LIMIT_SECONDS
+    args = ["ordering", "-m", "50000", "--load", "10", "--ordering", "optimal", "--json"]
+    result = CliRunner().invoke(cli, [*args, "--ell", "4"])
+    assert result.exit_code == 2
+    assert "--workers" in result.output and "Traceback" not in result.output
+
+
+def test_a_config_order_uses_its_ell() -> None:
+    """The path a run takes (``layout.build_order``, method "regular"): a partial_gc scheme with
+    ``ordering: optimal``, load 5, ell 3 on cyclic m = 6 gets Q_max 24, not the balanced 25;
+    with ell 2 (balanced proven optimal) it keeps the balanced order."""
+    from types import SimpleNamespace
+
+    from simulator.coding import layout
+
+    held = asg.cyclic(6, 5)
+    for ell, expected in ((3, 24), (2, q_star(6, 5, 2))):
+        spec = SimpleNamespace(ordering="optimal", ell=ell)
+        order = layout.build_order(spec, held, 6, seed=1, label="s")
+        assert od.q_max(order, 6, ell) == expected
+        assert order == layout.build_order(spec, held, 6, seed=1, label="s")
+    assert layout.build_order(spec, held, 6, seed=1, label="s") == od.balanced(held, 6)

@@ -568,6 +568,11 @@ class _Search:
     where (base, thr) = (sum of S[:K] - x, S[K]) if x <= S[K - 1] (x was among the K smallest;
     S[K] is _FAR when K = h_i) and (sum of S[:K - 1], S[K - 1]) otherwise. ``base_at`` and
     ``thr_at`` hold the same two numbers indexed by (worker, position).
+
+    ``stuck[i] == top`` records that chunk i had no improving swap the last time the maximum f was
+    ``top``. Its swaps are scored from its own row and from ``base_at``/``thr_at`` at its holders,
+    which a swap changes only at the holders of the two chunks it touches, so ``swap`` forgets the
+    record of every chunk held there; plateaus then rescore a few hundred chunks, not all of them.
     """
 
     def __init__(self, order: Order, chunks: int, ell: int) -> None:
@@ -597,6 +602,7 @@ class _Search:
         self.base_at = np.zeros((workers, self.width), dtype=np.int64)
         self.thr_at = np.full((workers, self.width), _FAR, dtype=np.int64)
         self.f = np.zeros(chunks, dtype=np.int64)
+        self.stuck = np.full(chunks, -1, dtype=np.int64)
         for i in range(chunks):
             self._refresh(i)
 
@@ -645,6 +651,11 @@ class _Search:
         self.pos[a, ka], self.pos[b, kb] = q, p
         self._refresh(a)
         self._refresh(b)
+        touched = np.concatenate(
+            [self.holders[a, : self.count[a]], self.holders[b, : self.count[b]]]
+        )
+        near = self.order[touched]
+        self.stuck[near[near >= 0]] = -1
 
     def orders(self) -> Order:
         return [
@@ -679,15 +690,21 @@ def _greedy(assignment: asg.Assignment, chunks: int, rng: random.Random) -> Orde
 def _improving_move(state: _Search, critical: list[int], top: int) -> tuple[int, int, int] | None:
     """The first chunk of ``critical`` (in its order) with a swap at one of its holders that
     brings both swapped chunks below ``top``; of its swaps the one with the smallest new max,
-    then smallest sum of squares, then (worker, position, new position). Chunks are scored in
-    growing blocks: usually the first few have a move."""
+    then smallest sum of squares, then (worker, position, new position). Chunks already known to
+    have none at this ``top`` (``_Search.stuck``) are skipped; the others are scored in growing
+    blocks: usually the first few have a move."""
+    order = np.array(critical, dtype=np.int64)
+    unknown = order[state.stuck[order] != top]
+    # at most about 2^20 scored swaps (a few arrays of 8 MB) at once, whatever m and load are
+    cap = max(8, (1 << 20) // (state.holders.shape[1] * state.width))
     start, block = 0, 8
-    while start < len(critical):
-        ids = np.array(critical[start : start + block], dtype=np.int64)
+    while start < len(unknown):
+        ids = unknown[start : start + block]
         moved, other, exists = state.score(ids)
         worst = np.maximum(moved, other)
         better = exists & (worst < top)
         has = better.any(axis=(1, 2))
+        state.stuck[ids[~has]] = top
         if has.any():
             c = int(np.argmax(has))
             slots, targets = np.nonzero(better[c])
@@ -700,7 +717,7 @@ def _improving_move(state: _Search, critical: list[int], top: int) -> tuple[int,
                 candidates.append((max(fa, fb), fa * fa + fb * fb, j, p, q))
             return min(candidates)[2:]
         start += block
-        block *= 4
+        block = min(4 * block, cap)
     return None
 
 
@@ -869,6 +886,10 @@ ORDERINGS = ("natural", "random", "optimal")
 #: ells (1 GB there); printing the table (``gcsim ordering`` without --json) about 1.2 ms a
 #: worker (m = 50,000: 57 s).
 REPORT_ENTRY_SECONDS, REPORT_BOUND_SECONDS, REPORT_TABLE_SECONDS = 20e-6, 1.6e-6, 1.2e-3
+#: ``--ordering optimal --ell E`` where the balanced order misses the bound runs the local search:
+#: about 300 us CPU per assignment entry (random_regular, load 5 and 10: m = 1000, 3.3 s;
+#: m = 5000, 7.6 s and 10.9 s).
+REPORT_SEARCH_SECONDS = 300e-6
 REPORT_ENTRY_BYTES, REPORT_SHAPE_BYTES = 600, 40
 #: ``gcsim ordering`` refuses a size expected to take longer than this: an inspection command
 #: that answers in seconds at any size worth printing (m = 1,000,000, load 1: 26 s).
@@ -884,13 +905,23 @@ class ReportCost(NamedTuple):
     bytes: float
 
 
-def report_cost(workers: int, load: int, table: bool = False) -> ReportCost:
+def balanced_is_optimal(load: int, ell: int) -> bool:
+    """Whether the balanced order is proven optimal at this (load, ell) on the regular class
+    (docs/ordering.md section 2: ell = 1, ell >= load - 1, load <= 4, (5, 2)); elsewhere
+    ``optimal`` searches below Q*(ell)."""
+    return ell == 1 or ell >= load - 1 or load <= 4 or (load, ell) == (5, 2)
+
+
+def report_cost(workers: int, load: int, table: bool = False, optimize_ell: int = 1) -> ReportCost:
     """The cost of ``ordering_report(workers, load)``, plus printing its table when ``table``
-    (see the constants above): so the command can refuse a size that would not finish or fit
-    before it starts."""
+    and the search of an optimal order for ``optimize_ell`` where the balanced one is not proven
+    optimal (see the constants above): so the command can refuse a size that would not finish or
+    fit before it starts."""
     m, load = float(min(workers, 10**300)), float(min(load, 10**300))
     entries = m * load
     seconds = REPORT_ENTRY_SECONDS * entries + REPORT_BOUND_SECONDS * entries * load
+    if not balanced_is_optimal(int(load), optimize_ell):
+        seconds += REPORT_SEARCH_SECONDS * entries
     size = entries * (REPORT_ENTRY_BYTES + REPORT_SHAPE_BYTES * min(load, 256.0))
     return ReportCost(seconds, REPORT_TABLE_SECONDS * m if table else 0.0, size)
 
