@@ -1837,9 +1837,9 @@ def _semantic_cases() -> list[Case]:
         Case("approximate without deadline", RUN, config=config({"schemes.3.deadline": DELETE})),
         Case("exact with a deadline", RUN, config=config({"schemes.3.mode": "exact"})),
         Case(
-            "random construction with ell 2",
+            "generic construction with ell 2",
             RUN,
-            config=config({"schemes.2.construction": "random", "schemes.2.ell": 2}),
+            config=config({"schemes.2.construction": "generic", "schemes.2.ell": 2}),
         ),
         Case(
             "random construction on a graph assignment",
