@@ -62,7 +62,8 @@ def build_order(spec, held: list[list[int]], chunks: int, seed: int, label: str)
     if ordering == "optimal":
         # Never the time-limited integer program here: its answer could depend on the machine's
         # speed, and a run must give the same bytes anywhere. The regular class gets the
-        # balanced order; anything else the seeded, iteration-bounded heuristic.
+        # balanced order, or the seeded heuristic's where it beats it for this ell
+        # (ordering.optimal, method "regular"); anything else the seeded heuristic.
         ell = getattr(spec, "ell", 1)
         method = "regular" if ordr.is_regular(held, chunks) else "heuristic"
         return _cached_optimal(held, chunks, ell, method, layout_seed(seed, label, "optimal"))
