@@ -254,6 +254,18 @@ class Child:
 _OPEN_FDS: set[int] = set()  # the parent's ends of every live child's pipes
 
 
+def _mapped_bytes() -> int:
+    """This process's mapped address space (VmSize), 0 where /proc does not say."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 def fork_child(
     work: Callable[[], int],
     cwd: Path,
@@ -263,7 +275,11 @@ def fork_child(
 ) -> Child:
     """Fork a child that waits for ``Child.release``, then returns ``work()`` as its exit status
     (an exception: printed traceback, status 1, as Python would). The child leads its own
-    process group and runs under the limits given."""
+    process group and runs under the limits given. ``memory`` is address space beyond what
+    the child inherits mapped: a long test session (Dask clients, BLAS and plotting libraries
+    loaded by earlier tests) maps gigabytes the child never touches."""
+    if memory is not None:
+        memory += _mapped_bytes()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     gate_r, gate_w = os.pipe()
