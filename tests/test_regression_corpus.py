@@ -3,7 +3,7 @@ against the per-column digests of the committed baseline, so that the default te
 catches an unintended change in any column of summary.parquet or events.parquet.
 
 The whole corpus (60 runs, about a minute) is ``python experiments/regression/run_corpus.py
-check experiments/regression/baseline-a1449c4.json``; this runs the fastest configs that
+check experiments/regression/baseline-577c788.json``; this runs the fastest configs that
 between them cover both engines and every protocol, through the same code (the CLI, in this
 process). The BLAS-dependent float columns (rel_error, decode_cond, residual) are accepted at
 the documented tolerance with a warning when their bits moved: another CPU picks other
@@ -25,7 +25,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS_DIR = ROOT / "experiments" / "regression"
-BASELINE = CORPUS_DIR / "baseline-a1449c4.json"
+BASELINE = CORPUS_DIR / "baseline-577c788.json"
 
 #: The fastest runs that cover both engines (des: p16, f03, n03; fast: p17, p10, x06, p20),
 #: every protocol (p16 and p17 run the six of the first corpus, p20 bernoulli_gc), the three
@@ -40,6 +40,8 @@ QUICK = (
     "n03_shared_ingress",
     "x06_several_blocks",
     "p20_bernoulli_gc_fast",
+    "h03_markov_iterations_fast",
+    "h04_training_synthetic",
 )
 
 
@@ -93,13 +95,19 @@ def test_corpus_covers_every_protocol_distribution_and_engine(corpus) -> None:
     configs = [load_config(run["config"]) for run in corpus.corpus() if "@" not in run["name"]]
     assert len(configs) >= 40
     assert {s.protocol for exp in configs for s in exp.schemes} == set(protocol_names())
+    from simulator.workers import laws
+
     dists = set()
     for exp in configs:
-        dist = exp.cluster.compute
-        dists.add(dist.dist)
-        if dist.dist == "bimodal":
-            dists |= {dist.fast.dist, dist.slow.dist}
+        for _, dist, _, _ in laws(exp.cluster):
+            dists.add(dist.dist)
+            if dist.dist == "bimodal":
+                dists |= {dist.fast.dist, dist.slow.dist}
     assert dists == set(DIST_NAMES)
+    # Workers that differ and trials of several iterations, on both engines, and training.
+    assert any(exp.cluster.groups and exp.cluster.delay for exp in configs)
+    assert {exp.engine for exp in configs if exp.cluster.stragglers} >= {"des", "fast"}
+    assert any(exp.training is not None for exp in configs)
     assert {exp.engine for exp in configs} == {"des", "fast", "auto"}
 
 
