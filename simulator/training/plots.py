@@ -25,10 +25,9 @@ import matplotlib.ticker
 import numpy as np
 import pandas as pd
 import yaml
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from ..plots import DPI, PAPER_STYLE, scheme_style
+from ..plots import PAPER_STYLE, _save, scheme_style
+from ..plots import _new_figure as _figure
 from .target import INTERVAL, target_summary
 
 #: Points of the common time grid the trials' step curves are read on.
@@ -281,19 +280,3 @@ def _target_figure(frame, order, target, name, out: Path) -> list[Path]:
             style="italic",
         )
         return _save(fig, out, "time_to_target")
-
-
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, out: Path, stem: str) -> list[Path]:
-    """PNG and PDF with no time stamps (the same figure gives the same bytes)."""
-    out.mkdir(parents=True, exist_ok=True)
-    png, pdf = out / f"{stem}.png", out / f"{stem}.pdf"
-    fig.savefig(png, dpi=DPI, metadata={"Software": None})
-    fig.savefig(pdf, metadata={"CreationDate": None, "Creator": None, "Producer": None})
-    fig.clear()
-    return [png, pdf]
