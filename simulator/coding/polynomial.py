@@ -78,6 +78,21 @@ def vandermonde(points: np.ndarray, columns: int) -> np.ndarray:
     return out
 
 
+def checked_workers(workers: Sequence[int], m: int, at_least: int) -> np.ndarray:
+    """The uploaders as an int array: distinct ids in 0..m-1, at least ``at_least`` of them
+    (ValueError otherwise). Shared by the codes that decode from any m - s uploads."""
+    rows = np.asarray(workers, dtype=int).reshape(-1)
+    out_of_range = rows.size > 0 and not (0 <= rows.min() and rows.max() < m)
+    if out_of_range or np.unique(rows).size != rows.size:
+        raise ValueError(f"workers must be distinct ids in 0..{m - 1}, got {workers}")
+    if rows.size < at_least:
+        raise ValueError(
+            f"exact decoding needs at least m - s = {at_least} uploads, got {rows.size}; "
+            "use least_squares_decoder for approximate decoding"
+        )
+    return rows
+
+
 class PolynomialCode:
     """The polynomial code for m workers = chunks, cyclic assignment, given load and ell.
 
@@ -161,16 +176,7 @@ class PolynomialCode:
     # -- exact decoding ---------------------------------------------------------------------
 
     def _check_workers(self, workers: Sequence[int], at_least: int) -> np.ndarray:
-        rows = np.asarray(workers, dtype=int).reshape(-1)
-        out_of_range = rows.size > 0 and not (0 <= rows.min() and rows.max() < self.m)
-        if out_of_range or np.unique(rows).size != rows.size:
-            raise ValueError(f"workers must be distinct ids in 0..{self.m - 1}, got {workers}")
-        if rows.size < at_least:
-            raise ValueError(
-                f"exact decoding needs at least m - s = {at_least} uploads, got {rows.size}; "
-                "use least_squares_decoder for approximate decoding"
-            )
-        return rows
+        return checked_workers(workers, self.m, at_least)
 
     def vandermonde(self, workers: Sequence[int]) -> np.ndarray:
         """The interpolation matrix of the received workers: (len, n), ascending powers."""

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .numerics import block_sum_target, cond, least_squares_combination
-from .polynomial import cyclic_holds
+from .polynomial import checked_workers, cyclic_holds
 
 #: Straggler sets each candidate draw is scored on.
 PROBES = 256
@@ -118,16 +118,7 @@ class RandomCode:
     # -- exact decoding ---------------------------------------------------------------------
 
     def _check_workers(self, workers: Sequence[int], at_least: int) -> np.ndarray:
-        rows = np.asarray(workers, dtype=int).reshape(-1)
-        out_of_range = rows.size > 0 and not (0 <= rows.min() and rows.max() < self.m)
-        if out_of_range or np.unique(rows).size != rows.size:
-            raise ValueError(f"workers must be distinct ids in 0..{self.m - 1}, got {workers}")
-        if rows.size < at_least:
-            raise ValueError(
-                f"exact decoding needs at least m - s = {at_least} uploads, got {rows.size}; "
-                "use least_squares_decoder for approximate decoding"
-            )
-        return rows
+        return checked_workers(workers, self.m, at_least)
 
     def system(self, sets: np.ndarray) -> np.ndarray:
         """G_S for one set of workers or a stack of them ((..., k) -> (..., k, n)): the matrix
