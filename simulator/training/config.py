@@ -4,7 +4,7 @@ With ``training:`` set, every trial is a training run of ``iterations`` (the exp
 gradient steps. Each
 step's duration is the simulated completion time of that iteration under the scheme, and the
 parameter server (PS) updates with the gradient the scheme actually decoded (see
-``simulator.training.loop``). This module holds the model of the section and ``problems``,
+``simulator.training.trainer``). This module holds the model of the section and ``problems``,
 what the types cannot say (checked with the rest of the config before anything runs).
 """
 

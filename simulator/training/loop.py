@@ -1,8 +1,10 @@
 """Training runs replayed from decode weights, vectorized over every (trial, scheme) of a range.
 
 Runs today train through ``trainer.py`` (the engines' gradient source: real chunk gradients,
-one (scheme, round) at a time). This module is the vectorized alternative, kept for sweeps
-that need it and measured by ``bench.bench_training``. If the engines run each (trial,
+one (scheme, round) at a time). This module is the vectorized alternative, used by no run:
+``bench.bench_training`` measures it as the route to a faster trainer. It holds only for
+decoders with one weight per chunk (an approximate ell > 1 decoder mixes gradient blocks), and
+the engines do not hand out decode weights today. If the engines run each (trial,
 iteration, scheme) with the gradient matrix replaced by the identity, what the PS decodes is
 the decode-weight vector ``w`` (one weight per chunk): every decoder is linear in the chunk
 gradients, so from real chunk gradients ``g_j`` it decodes
