@@ -465,15 +465,7 @@ def _combine_training(
     frames = [_with_grid(pd.read_parquet(path), grid, i) for i, path in enumerate(paths)]
     fields = [grid_schema.field(i) for i in range(len(grid.columns))]
     schema = pa.schema(fields + list(schema_of(TRAINING_COLUMNS)))
-    staging = scratch_path(root / TRAINING_FILE, "tmp", ".parquet")
-    try:
-        stream = ParquetStream(staging, schema)
-        stream.append(pd.concat(frames, ignore_index=True))
-        stream.close()
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
-    os.replace(staging, root / TRAINING_FILE)
+    _write_whole(root / TRAINING_FILE, pd.concat(frames, ignore_index=True), schema)
 
 
 def _combine_schemes(
@@ -489,16 +481,22 @@ def _combine_schemes(
         _with_grid(read_schemes(root / "points" / point.id), grid, position)
         for position, point in enumerate(done)
     ]
-    staging = scratch_path(root / "schemes.parquet", "tmp", ".parquet")
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    _write_whole(root / "schemes.parquet", frame, schema)
+
+
+def _write_whole(path: Path, frame: pd.DataFrame, schema: pa.Schema) -> None:
+    """``frame`` as the parquet file ``path``, staged beside it and swapped into place (a
+    reader sees the old file or the whole new one)."""
+    staging = scratch_path(path, "tmp", ".parquet")
     try:
-        frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         stream = ParquetStream(staging, schema)
         stream.append(frame)
         stream.close()
     except BaseException:
         staging.unlink(missing_ok=True)
         raise
-    os.replace(staging, root / "schemes.parquet")
+    os.replace(staging, path)
 
 
 def _with_grid(summary: pd.DataFrame, grid: pd.DataFrame, position: int) -> pd.DataFrame:
