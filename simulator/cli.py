@@ -176,16 +176,7 @@ def run_command(
         raise
     data = form in ("csv", "json")  # stdout holds the numbers only; the rest goes to stderr
     if not quiet:
-        from .tables import emit, run_layout
-
-        stats = result.table()
-        layout = run_layout(stats, _run_title(result), exp.data.tolerance)
-        emit(layout, stats, form, Console())
-        if result.training is not None:
-            from .training.target import format_time_to_target
-
-            target = exp.training.target_loss
-            click.echo(format_time_to_target(result.training, target), err=data)
+        print_run_tables(result, form)
         rate = result.timings["trials_per_second"]
         speed = f"{rate:.0f} trials/s"
         if exp.iterations > 1:
@@ -245,12 +236,28 @@ def _run_title(result: RunResult) -> str:
 
 
 def scheme_table(result: RunResult, width: int = 80) -> list:
-    """The per-scheme terminal tables of a run (``RunResult.table()``, read from a streamed
-    summary's file one column at a time), split to fit ``width`` columns."""
+    """The per-scheme terminal tables of a run, split to fit ``width`` columns (what
+    ``print_run_tables`` draws on a terminal of that width)."""
     from .tables import run_layout, terminal_tables
 
     layout = run_layout(result.table(), _run_title(result), result.config.data.tolerance)
     return terminal_tables(layout, width)
+
+
+def print_run_tables(result: RunResult, form: str = "table") -> None:
+    """A run's per-scheme statistics in ``form`` (``RunResult.table()``, read from a streamed
+    summary's file one column at a time) and, for a training run, its time to target.
+    Shared by ``run`` and ``emulate``; with csv/json the text goes to stderr."""
+    from .tables import emit, run_layout
+
+    stats = result.table()
+    layout = run_layout(stats, _run_title(result), result.config.data.tolerance)
+    emit(layout, stats, form, Console())
+    if result.training is not None:
+        from .training.target import format_time_to_target
+
+        target = result.config.training.target_loss
+        click.echo(format_time_to_target(result.training, target), err=form in ("csv", "json"))
 
 
 @cli.command("sweep")
@@ -824,9 +831,8 @@ def emulate_command(config, overrides, dask, time_scale, out, force, quiet) -> N
     except EmulationError as exc:  # the real cluster failed: its one line, nothing written
         _fail([f"emulation: {exc}; nothing was written"])
     if not quiet:
-        console = Console() if Console().is_terminal else Console(width=150)
-        console.print(scheme_table(result))
-        console.print(f"{exp.trials} trials x {len(exp.schemes)} schemes, {result.executor}")
+        print_run_tables(result)
+        click.echo(f"{exp.trials} trials x {len(exp.schemes)} schemes, {result.executor}")
     click.echo(f"results: {path}")
 
 
