@@ -765,18 +765,16 @@ def _type_name(annotation) -> str:
 def fit_command(times: str, column: str | None, out: str | None, bootstrap: int) -> None:
     """Fit every compute-time law to measured chunk times (a run directory or its
     events.parquet, or a CSV/parquet column) and print the compute: block to paste; from a
-    real run's trace, the network's latency too."""
-    from . import fit
+    real run's trace, the network: block too (latency, time per float, PS overhead)."""
+    from . import fit, network_fit
 
     try:
         values, per = fit.measured_times(Path(times), column)
         fits = fit.fit_all(values, "TIMES" if column is None else f"--column {column}", bootstrap)
         frame = fit.read_table(Path(times)) if column is None else None
         network = None
-        if frame is not None and fit.is_events(frame):
-            overheads = fit.message_overheads(frame)
-            if len(overheads):
-                network = fit.fit_network(overheads)
+        if frame is not None and fit.is_events(frame) and _has_messages(frame):
+            network, quality = network_fit.fit_network(frame)
         target = Path(out) if out else Path("results") / "fit" / Path(times).resolve().name
         fit.write_report(fits, values, target)
     except (cfg.ConfigError, OSError) as exc:
@@ -786,8 +784,16 @@ def fit_command(times: str, column: str | None, out: str | None, bootstrap: int)
     click.echo("\n# paste into the config's cluster: section")
     click.echo("  " + fits[0].block(per))
     if network is not None:
-        click.echo("  " + fit.network_block(network))
+        click.echo("  " + network_fit.network_block(network))
+        click.echo(
+            f"# network: arrival instants predicted within {quality['queue']:.3g} (median; "
+            f"{quality['delays']:.3g} by the delays alone, without the PS's queue)"
+        )
     click.echo(f"figure: {target / 'fit.png'}")
+
+
+def _has_messages(events) -> bool:
+    return bool(events["kind"].astype(str).str.endswith("_received").any())
 
 
 @cli.command("emulate")

@@ -21,7 +21,7 @@ import pandas as pd
 import yaml
 
 from .errors import ConfigError
-from .fit import message_overheads
+from .network_fit import message_overheads
 from .runner import read_summary
 
 #: Columns compared for equality (communication).
@@ -68,7 +68,8 @@ def compare(sim_dir: Path, real_dir: Path) -> dict[str, object]:
                          "real); give the directory gcsim emulate wrote"))  # fmt: skip
     if problems:
         raise ConfigError(problems)
-    pairs = real.merge(sim, on=["scheme", "trial"], suffixes=("_real", "_sim"), sort=False)
+    keys = [k for k in ("scheme", "trial", "iteration") if k in real and k in sim]
+    pairs = real.merge(sim, on=keys, suffixes=("_real", "_sim"), sort=False)
     predicted = pairs["completion_time_sim"].to_numpy(float)
     measured = pairs["completion_time_real"].to_numpy(float)
     with np.errstate(invalid="ignore", divide="ignore"):

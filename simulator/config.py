@@ -83,6 +83,11 @@ class Network(Strict):
     ps_ingress: Literal["parallel", "shared"] = "parallel"
     """parallel: every upload has its own link; shared: uploads to the PS queue for one link
     (first come, first served), each occupying it size * time_per_float, then latency."""
+    ps_overhead: NonNegFloat = 0.0
+    """Time the PS spends on each message it receives or sends, one message at a time (the PS
+    is one process): a message to the PS is handled once it has arrived and the PS is free; a
+    message from the PS leaves once the PS has spent this on it. 0: the PS handles any number
+    of messages at once. Fitted from a real run by ``gcsim fit`` (docs/real-runs.md)."""
 
     def delay(self, size: int) -> float:
         """Time a message of ``size`` floats takes to arrive."""
@@ -335,6 +340,8 @@ def _time_problems(exp: Experiment) -> list[tuple[str, str]]:
         )
     if network.latency > MAX_TIME:
         problems.append(("cluster.network.latency", f"{network.latency:.1e} is {limit}"))
+    if network.ps_overhead > MAX_TIME:
+        problems.append(("cluster.network.ps_overhead", f"{network.ps_overhead:.1e} is {limit}"))
     if network.time_per_float * floats > MAX_TIME:
         problems.append(
             (

@@ -1,4 +1,4 @@
-"""Fitting the compute-time laws (and the network) to measured times: ``gcsim fit``.
+"""Fitting the compute-time laws to measured times: ``gcsim fit`` (the network: ``network_fit``).
 
 The simulator is only as good as its compute-time distribution. This module takes what a real
 cluster measured (a run directory's chunk durations, or a column of times) and fits every
@@ -121,11 +121,11 @@ class Fit:
 
     def block(self, per: str = "chunk") -> str:
         """The one-line YAML ``compute:`` block (flow style), loadable by the config."""
-        values = ", ".join(f"{k}: {_number(v)}" for k, v in self.params.items())
+        values = ", ".join(f"{k}: {format_number(v)}" for k, v in self.params.items())
         return f"compute: {{dist: {self.dist}, {values}, per: {per}}}"
 
 
-def _number(value: float) -> str:
+def format_number(value: float) -> str:
     """Seven significant digits: enough to reproduce the fit, short enough to read."""
     return f"{value:.7g}"
 
@@ -145,9 +145,9 @@ def check_times(values: np.ndarray, what: str) -> np.ndarray:
         problems.append((what, f"{bad} values are <= 0; compute times must be positive "
                          "(check the column and its units)"))  # fmt: skip
     elif np.ptp(data) <= 1e-12 * abs(float(data[0])):
-        problems.append((what, f"all {data.size} values equal {_number(float(data[0]))}: no "
+        problems.append((what, f"all {data.size} values equal {format_number(float(data[0]))}: no "
                          "continuous law fits constant data; use compute: {dist: "
-                         f"deterministic, value: {_number(float(data[0]))}}}"))  # fmt: skip
+                         f"deterministic, value: {format_number(float(data[0]))}}}"))  # fmt: skip
     if problems:
         raise ConfigError(problems)
     return data
@@ -205,7 +205,10 @@ def standard_errors(fit: Fit, n: int, reps: int, seed: int = 0) -> dict[str, flo
 
 # -- reading measured times -----------------------------------------------------------------
 
-EVENT_KEYS = ("scheme", "trial", "worker")
+
+def _worker_keys(events: pd.DataFrame) -> list[str]:
+    """One worker's trace within one trial (and iteration: each iteration's clock restarts)."""
+    return [k for k in ("scheme", "trial", "iteration", "worker") if k in events.columns]
 
 
 def is_events(frame: pd.DataFrame) -> bool:
@@ -233,9 +236,10 @@ def chunk_durations(events: pd.DataFrame) -> tuple[np.ndarray, str]:
     """Each computed chunk's duration (``chunk_done`` minus its ``chunk_start``), and ``per``:
     'worker' when every worker's chunks within a trial took the same time, else 'chunk'."""
     rows = events[events["kind"].isin(["chunk_start", "chunk_done"])]
-    rows = rows.sort_values([*EVENT_KEYS, "time"], kind="stable")
+    keys = _worker_keys(rows)
+    rows = rows.sort_values([*keys, "time"], kind="stable")
     durations, constant = [], True
-    for _, group in rows.groupby(list(EVENT_KEYS), sort=False):
+    for _, group in rows.groupby(keys, sort=False):
         started: dict[int, float] = {}
         mine = []
         for kind, chunk, time in zip(group["kind"], group["chunk"], group["time"], strict=True):
@@ -248,53 +252,6 @@ def chunk_durations(events: pd.DataFrame) -> tuple[np.ndarray, str]:
         durations.extend(mine)
     per = "worker" if constant and durations else "chunk"
     return np.asarray(durations, dtype=float), per
-
-
-def message_overheads(events: pd.DataFrame) -> pd.DataFrame:
-    """One row per delivered message: its ``size`` and ``delay`` (received minus sent), matched
-    in order per (scheme, trial, worker, kind, chunk)."""
-    out = []
-    for kind in ("upload", "control", "download"):
-        sent = events[events["kind"] == f"{kind}_sent"]
-        got = events[events["kind"] == f"{kind}_received"]
-        keys = [*EVENT_KEYS, "chunk"]
-        sent = sent.assign(n=sent.groupby(keys).cumcount())
-        got = got.assign(n=got.groupby(keys).cumcount())
-        both = sent.merge(got, on=[*keys, "n"], suffixes=("_sent", "_got"))
-        out.append(pd.DataFrame({"kind": kind, "size": both["size_sent"],
-                                 "delay": both["time_got"] - both["time_sent"]}))  # fmt: skip
-    return pd.concat(out, ignore_index=True)
-
-
-def fit_network(overheads: pd.DataFrame) -> dict[str, float]:
-    """``latency`` and ``time_per_float`` of the simulator's delay ``latency + size * tpf``.
-    Robust to the stalls of a loaded machine (a few messages delayed 10-100x): the median delay
-    of each message size, then a line through those medians (least squares weighted by the
-    messages of each size) when there are several sizes; both kept >= 0."""
-    delays = overheads["delay"].to_numpy(float)
-    if delays.size == 0 or not np.isfinite(delays).all():
-        why = "no measured message delays (no matching *_sent/*_received events)"
-        raise ConfigError([("TIMES", f"{why}; give a real run's events.parquet")])
-    frame = pd.DataFrame({"size": overheads["size"].to_numpy(float), "delay": delays})
-    medians = frame.groupby("size")["delay"].agg(["median", "size"])
-    sizes = medians.index.to_numpy(float)
-    typical = medians["median"].to_numpy(float)
-    weights = medians["size"].to_numpy(float)
-    overall = float(np.median(delays))
-    if sizes.size < 2 or np.ptp(typical) <= 1e-9 * abs(overall):
-        return {"latency": max(0.0, overall), "time_per_float": 0.0}
-    slope, intercept = np.polyfit(sizes, typical, 1, w=np.sqrt(weights))
-    if slope <= 0:
-        return {"latency": max(0.0, overall), "time_per_float": 0.0}
-    if intercept < 0:
-        through_zero = float(np.sum(weights * sizes * typical) / np.sum(weights * sizes**2))
-        return {"latency": 0.0, "time_per_float": through_zero}
-    return {"latency": float(intercept), "time_per_float": float(slope)}
-
-
-def network_block(params: dict[str, float]) -> str:
-    return (f"network: {{latency: {_number(params['latency'])}, "
-            f"time_per_float: {_number(params['time_per_float'])}}}")  # fmt: skip
 
 
 def measured_times(path: Path, column: str | None) -> tuple[np.ndarray, str]:
@@ -359,7 +316,9 @@ def fits_frame(fits: list[Fit]) -> pd.DataFrame:
     rows = []
     for rank, fit in enumerate(fits, 1):
         params = ", ".join(
-            f"{k}={_number(v)} ± {fit.stderr[k]:.2g}" if k in fit.stderr else f"{k}={_number(v)}"
+            f"{k}={format_number(v)} ± {fit.stderr[k]:.2g}"
+            if k in fit.stderr
+            else f"{k}={format_number(v)}"
             for k, v in fit.params.items()
         )
         rows.append({"rank": rank, "dist": fit.dist, "parameters": params, "aic": fit.aic,

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator import fit
+from simulator import fit, network_fit
 from simulator.compute.registry import by_name
 from simulator.config import load_config
 from simulator.errors import ConfigError
@@ -96,8 +96,9 @@ def test_cli_fits_a_run_trace_and_writes_figure(tmp_path, gcsim) -> None:
     events = result.events
     durations, per = fit.chunk_durations(events)
     assert per == "chunk" and durations.size >= 30 * 6
-    overheads = fit.message_overheads(events)
-    assert fit.fit_network(overheads)["latency"] == pytest.approx(0.125, abs=1e-9)
+    fitted, _ = network_fit.fit_network(events)
+    assert fitted["latency"] == pytest.approx(0.125, abs=1e-9)
+    assert fitted["ps_overhead"] <= 1e-9
     events.to_parquet(tmp_path / "events.parquet")
     out = gcsim(["fit", "events.parquet", "--out", "f", "--bootstrap", "5"], tmp_path)
     assert out.exit_code == 0, out.output

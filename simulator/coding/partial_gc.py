@@ -226,6 +226,8 @@ def plan_instant(deadline: float, protocol: PartialGC, exp: Experiment) -> float
     worker holds) travels to each planned worker, which answers at once with one upload of
     ``upload_size`` floats. On a shared PS link that upload may queue behind every other
     message to the PS: at most the other uploads and one report per chunk any worker computes.
+    A PS with a per-message overhead spends it, one message at a time, on at most every
+    download, every upload and one report per (worker, chunk).
     The instant is stepped down by ulps until the engines' own sums (plan + download + upload,
     added in that order) stay within the deadline. A crash noticed after the plan makes the PS
     re-plan, which may deliver later: crashes are outside this guarantee.
@@ -236,6 +238,8 @@ def plan_instant(deadline: float, protocol: PartialGC, exp: Experiment) -> float
     if net.ps_ingress == "shared":
         queued = (protocol.workers - 1) * protocol.upload_size + protocol.workers * protocol.steps
         up += queued * net.time_per_float
+    if net.ps_overhead > 0:  # the PS's turns: every download and upload, and every report
+        up += (2 * protocol.workers + protocol.workers * protocol.steps) * net.ps_overhead
     if down == 0 and up == 0:
         return deadline
     at = deadline - (down + up)

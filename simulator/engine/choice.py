@@ -1,11 +1,11 @@
 """Which engine runs which scheme.
 
 The fast engine gives the event engine's rows only where a trial's outcome is a fixed function
-of its drawn times: no crashes, no shared PS link, every setting one it models, and, for a
-protocol that is sensitive to the order of simultaneous events, compute times without atoms.
-The first three are properties of the run; the last two of each scheme (its protocol's
-``tags``). ``engine: auto`` therefore chooses per scheme: a run with one event-only scheme still
-runs the others fast, and the manifest says which engine ran each.
+of its drawn times: no crashes, no shared PS link, no per-message PS overhead, every setting one
+it models, and, for a protocol that is sensitive to the order of simultaneous events, compute
+times without atoms. The first four are properties of the run; the last two of each scheme
+(its protocol's ``tags``). ``engine: auto`` therefore chooses per scheme: a run with one
+event-only scheme still runs the others fast, and the manifest says which engine ran each.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ KNOWN = {
         "network",
     },
     "Failures": {"prob", "workers", "crash_rate", "detect_timeout"},
-    "Network": {"latency", "time_per_float", "ps_ingress"},
+    "Network": {"latency", "time_per_float", "ps_ingress", "ps_overhead"},
     "Data": {"chunks", "dim", "gradients"},
 }
 
@@ -65,6 +65,14 @@ def run_problems(exp: Experiment) -> Problems:
                 "a shared PS link queues uploads first come first served, so a "
                 "message's arrival depends on every earlier one; needs the event "
                 "engine (ps_ingress: parallel for fast)",
+            )
+        )
+    if cluster.network.ps_overhead > 0:
+        problems.append(
+            (
+                "cluster.network.ps_overhead",
+                "a PS that handles one message at a time makes each message wait for every "
+                "earlier one; needs the event engine (ps_overhead: 0 for fast)",
             )
         )
     problems += _unknown(cluster, "cluster")

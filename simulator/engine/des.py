@@ -147,6 +147,7 @@ class TrialRun:
         "env",
         "finished",
         "ingress",
+        "ps_busy",
         "network",
         "orders",
         "position",
@@ -185,9 +186,13 @@ class TrialRun:
         self.uploaded = self.downloaded = self.uploads = self.controls = self.computed = 0
         # The two callbacks of nearly every event, bound once; play() unbinds them at the end
         # (a bound method refers back to the run: kept, it would be a reference cycle).
-        self.on_chunk, self.on_ps = self.chunk_done, self.deliver_to_ps
+        self.on_chunk = self.chunk_done
         shared = network.ps_ingress == "shared"
         self.ingress = simpy.Resource(self.env, capacity=1) if shared else None
+        # A PS that spends time on each message handles them one at a time (network.ps_overhead)
+        busy = network.ps_overhead > 0
+        self.ps_busy = simpy.Resource(self.env, capacity=1) if busy else None
+        self.on_ps = self.queue_at_ps if busy else self.deliver_to_ps
         self.delays: dict[int, float] = {}  # network delay by message size
 
     def play(self) -> Outcome:
@@ -309,6 +314,9 @@ class TrialRun:
         delay = self.delays.get(size)
         if delay is None:
             delay = self.delays[size] = self.network.delay(size)
+        if from_ps and self.ps_busy is not None:
+            self.env.process(self.leave_ps(msg, delay))
+            return
         arrival = Timeout(self.env, delay, msg)
         arrival.callbacks.append(self.deliver_to_worker if from_ps else self.on_ps)
 
@@ -318,14 +326,36 @@ class TrialRun:
         with self.ingress.request() as turn:
             yield turn
             yield self.env.timeout(msg.size * self.network.time_per_float)
-        Timeout(self.env, self.network.latency, msg).callbacks.append(self.deliver_to_ps)
+        Timeout(self.env, self.network.latency, msg).callbacks.append(self.on_ps)
+
+    def queue_at_ps(self, event: simpy.Event) -> None:
+        """A message has reached a PS that handles one message at a time: it waits its turn."""
+        if not self.decided:
+            self.env.process(self.handled_by_ps(event._value))
+
+    def handled_by_ps(self, msg: Message):
+        """The PS spends ``ps_overhead`` on the message (first come, first served), then reacts."""
+        with self.ps_busy.request() as turn:
+            yield turn
+            yield self.env.timeout(self.network.ps_overhead)
+        self.ps_handles(msg)
+
+    def leave_ps(self, msg: Message, delay: float):
+        """A message from a PS that handles one message at a time: it leaves once the PS has
+        spent ``ps_overhead`` on it, in turn with every other message, then travels."""
+        with self.ps_busy.request() as turn:
+            yield turn
+            yield self.env.timeout(self.network.ps_overhead)
+        Timeout(self.env, delay, msg).callbacks.append(self.deliver_to_worker)
 
     def deliver_to_ps(self, event: simpy.Event) -> None:
         """The PS handles a message at its arrival: no inbox and no PS process (which cost a
         store put, a get and a generator resume per message)."""
+        self.ps_handles(event._value)
+
+    def ps_handles(self, msg: Message) -> None:
         if self.decided:
             return
-        msg: Message = event._value
         now = self.env._now
         if self.trace:
             self.trace(now, f"{msg.kind}_received", msg.worker, msg.chunk, msg.size)
