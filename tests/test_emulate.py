@@ -200,3 +200,8 @@ def test_a_training_emulation_trains_the_model(tmp_path) -> None:
     assert len(rows) == 3 * 4 == len(real.training)
     assert np.allclose(rows.loss, rows.loss_sim, rtol=1e-9, atol=0), rows[["loss", "loss_sim"]]
     assert rows.loss.iloc[-1] < rows.loss.iloc[0]  # it learns
+    # The parameters' broadcast is no protocol message: uncoded counts what the simulator does.
+    both = summary.merge(sim.summary, on=["scheme", "trial", "iteration"], suffixes=("", "_sim"))
+    uncoded = both[both.scheme == "uncoded"]
+    for column in ("messages", "upload_floats", "download_floats", "control_messages"):
+        assert (uncoded[column] == uncoded[f"{column}_sim"]).all(), column
