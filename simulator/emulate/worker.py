@@ -9,12 +9,12 @@ j) and computes each chunk's gradient at the parameters the PS broadcasts with `
 timing each one; a chunk then lasts max(drawn time x scale, its measured computation), so with
 a time scale of 0 the chunk times are this machine's own. Without training the gradients are
 the config's (drawn from the round's stream as the simulator draws them), and a chunk lasts
-its drawn time. Messages for the PS go into an outbox
-that the PS drains by long polling (``next_messages``); messages from the PS (partial_gc's
-downloads) arrive through ``deliver`` and are answered with ``worker_receive``. An injected crash
-makes the worker fall silent: it computes and answers nothing more in that trial, and the only
-trace of it the PS gets is the failure detector's notice (an outbox item ``crash``), which the PS
-holds back for ``failures.detect_timeout``.
+its drawn time. Messages for the PS go into an outbox that the PS drains by long polling
+(``next_messages``); messages from the PS (partial_gc's downloads) arrive through ``deliver``
+and are answered with ``worker_receive``. An injected crash makes the worker fall silent: it
+computes and answers nothing more in that trial, and the only trace of it the PS gets is the
+failure detector's notice (an outbox item ``crash``), which the PS holds back for
+``failures.detect_timeout``.
 
 Times are this process's wall clock (``time.time``); the PS maps them onto its own with the
 offset it measured (``ping``), so the same code runs on separate machines.
