@@ -164,3 +164,44 @@ def test_refuses_what_it_cannot_emulate(tmp_path, gcsim) -> None:
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 2 and "--time-scale" in out.stderr and "ps_ingress" in out.stderr
     assert not (tmp_path / "results").exists()
+
+
+TRAINING = {
+    "seed": 7,
+    "trials": 1,
+    "iterations": 3,
+    "cluster.workers": 4,
+    "cluster.compute": {"dist": "shifted_exponential", "shift": 1.0, "rate": 2.0, "per": "chunk"},
+    "data": {"chunks": 4},
+    "training": {"model": "logistic", "dataset": "synthetic", "learning_rate": 1.0,
+                 "synthetic": {"samples": 400, "features": 6}},
+    "output.events_trials": 1,
+    "schemes": [
+        {"protocol": "uncoded"},
+        {"protocol": "partial_gc", "load": 2, "ell": 1},
+        {"protocol": "original_gc", "load": 2, "ell": 1},
+    ],
+}  # fmt: skip
+
+
+def test_a_training_emulation_trains_the_model(tmp_path) -> None:
+    """With ``training:`` the workers compute the model's chunk gradients at the parameters
+    the PS broadcasts: every exact decode equals the true gradient sum, and since the steps
+    are then the simulator's, so is the loss trajectory (whatever the timing)."""
+    path = write_config(tmp_path / "train.yaml", make_config(TRAINING))
+    exp = load_config(path)
+    real = emulate(exp, "local", 0.002)
+    sim = run(exp)
+    summary = real.summary
+    assert len(summary) == 3 * 3 and summary.decoded.all()
+    assert (summary.rel_error <= 1e-20).all(), summary[["scheme", "iteration", "rel_error"]]
+    rows = real.training.merge(sim.training, on=["scheme", "trial", "iteration"],
+                               suffixes=("", "_sim"))  # fmt: skip
+    assert len(rows) == 3 * 4 == len(real.training)
+    assert np.allclose(rows.loss, rows.loss_sim, rtol=1e-9, atol=0), rows[["loss", "loss_sim"]]
+    assert rows.loss.iloc[-1] < rows.loss.iloc[0]  # it learns
+    # The parameters' broadcast is no protocol message: uncoded counts what the simulator does.
+    both = summary.merge(sim.summary, on=["scheme", "trial", "iteration"], suffixes=("", "_sim"))
+    uncoded = both[both.scheme == "uncoded"]
+    for column in ("messages", "upload_floats", "download_floats", "control_messages"):
+        assert (uncoded[column] == uncoded[f"{column}_sim"]).all(), column

@@ -6,10 +6,12 @@ of every scheme uses the realization the simulator draws for it (``Cluster.draw`
 compute times, fail-stops and crash times) and the protocol's own ``Trial`` reactions, on both
 sides: the workers call ``chunk_done``/``worker_receive``, the PS ``ps_receive``/``at_deadline``/
 ``worker_failed``, and decodes with ``result()``. What differs from the simulator is only what is
-real: time (sleeping the drawn times x ``time_scale``, plus everything a real process adds) and
-the messages (pickled through Dask's comms). The result is a ``RunResult`` whose times are
-measured and divided by the time scale, so a run directory of a simulation and of its emulation
-compare trial by trial (``gcsim compare``).
+real: time (sleeping the drawn times x ``time_scale``, plus everything a real process adds),
+the messages (pickled through Dask's comms) and the gradients: each worker computes its own
+chunks' (a training run's model at the parameters the PS broadcasts per round, else the
+config's), and the PS holds the true sum only to measure ``rel_error``. The result is a
+``RunResult`` whose times are measured and divided by the time scale, so a run directory of a
+simulation and of its emulation compare trial by trial (``gcsim compare``).
 
 Worker processes end with the emulation: on success, on an error, and on an interrupt (the
 LocalCluster's processes are killed, as ``executors`` does for a failing run).
@@ -84,6 +86,7 @@ def _emulate(exp, dask, time_scale, progress) -> RunResult:
             setup = time.perf_counter() - started
             realization = None
             source = source_of(exp)  # the config's gradients, or a training run's model
+            training = exp.training is not None
             iterations = exp.iterations
             rounds = exp.trials * iterations  # a trial of N iterations is N rounds
             for round_ in range(rounds):
@@ -92,7 +95,10 @@ def _emulate(exp, dask, time_scale, progress) -> RunResult:
                 draw = realization.trial(round_)
                 for index, protocol in enumerate(protocols):
                     grads, truth = source.get(round_, protocol)
-                    row, trace = ps.play(index, protocol, draw, grads, truth)
+                    # A training run's workers compute the model's gradients at the scheme's
+                    # current parameters, which the PS broadcasts (not counted as a message).
+                    theta = source.parameters(round_, protocol) if training else None
+                    row, trace = ps.play(index, protocol, draw, grads, truth, theta)
                     source.done(round_, protocol, row.pop("estimate"), row["completion_time"])
                     rows.append(row)
                     traces.extend((protocol.label, round_, *event) for event in trace)

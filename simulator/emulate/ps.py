@@ -108,21 +108,27 @@ class ParameterServer:
         draw: TrialDraw,
         grads: np.ndarray | None,
         truth: np.ndarray | None,
+        theta: np.ndarray | None = None,
     ) -> tuple[dict[str, object], list[tuple[float, str, int, int, int]]]:
-        """One (scheme, trial): its summary row by column name, and its trace rows."""
-        play = TrialPlay(self, index, protocol, draw, grads, truth)
+        """One (scheme, trial): its summary row by column name, and its trace rows. ``grads``
+        only tell the PS's own ``Trial`` that numbers are on (no protocol's PS side reads the
+        chunk gradients: it decodes what arrives) and ``truth`` is what ``rel_error`` compares
+        the estimate with; the workers compute their own gradients: at ``theta``, the training
+        model's parameters that the PS broadcasts with ``prepare`` (None: the config's)."""
+        play = TrialPlay(self, index, protocol, draw, grads, truth, theta)
         return self.client.sync(play.play)
 
 
 class TrialPlay:
     """The PS's state during one (scheme, trial); every method runs on the client's loop."""
 
-    def __init__(self, ps, index, protocol, draw, grads, truth) -> None:
+    def __init__(self, ps, index, protocol, draw, grads, truth, theta=None) -> None:
         self.ps = ps
         self.key = (index, draw.trial)
         self.protocol = protocol
         self.draw = draw
         self.truth = truth
+        self.theta = theta  # the broadcast parameters: a download that is no protocol message
         self.trial = protocol.new_trial(draw.down, grads)
         workers = len(ps.links)
         self.down = [bool(d) for d in draw.down]
@@ -149,7 +155,7 @@ class TrialPlay:
         await asyncio.gather(*(
             link.actor.prepare(key, [float(t) * ps.scale for t in times[w][: len(orders[w])]],
                                float(self.draw.crash_time[w]) * ps.scale, self.down[w],
-                               ps.scale)
+                               ps.scale, self.theta)
             for w, link in enumerate(ps.links)
         ))  # fmt: skip
         ps.current = self

@@ -1,15 +1,20 @@
 """One real worker: a Dask actor, living in its own process for the whole emulation.
 
-Per trial it walks its chunk list in the protocol's order on a thread of its own: it takes the
-chunk's gradient (the config's per-chunk gradients, drawn from the trial's stream as the
-simulator draws them), waits out the drawn compute time x the time scale (injected straggling,
-minus what the computation itself took), and asks the protocol's own ``Trial`` what to send
-(``chunk_done``: the same reaction the event engine plays). Messages for the PS go into an outbox
-that the PS drains by long polling (``next_messages``); messages from the PS (partial_gc's
-downloads) arrive through ``deliver`` and are answered with ``worker_receive``. An injected crash
-makes the worker fall silent: it computes and answers nothing more in that trial, and the only
-trace of it the PS gets is the failure detector's notice (an outbox item ``crash``), which the PS
-holds back for ``failures.detect_timeout``.
+Per trial it walks its chunk list in the protocol's order on a thread of its own: it waits out
+the chunk's drawn compute time x the time scale (injected straggling) and asks the protocol's
+own ``Trial`` what to send (``chunk_done``: the same reaction the event engine plays). The
+chunk gradients it encodes are its own: in a training run (``training:``) it holds its chunks
+of the training data (loaded once, with the trainer's loader, so chunk j is the trainer's chunk
+j) and computes each chunk's gradient at the parameters the PS broadcasts with ``prepare``,
+timing each one; a chunk then lasts max(drawn time x scale, its measured computation), so with
+a time scale of 0 the chunk times are this machine's own. Without training the gradients are
+the config's (drawn from the round's stream as the simulator draws them), and a chunk lasts
+its drawn time. Messages for the PS go into an outbox that the PS drains by long polling
+(``next_messages``); messages from the PS (partial_gc's downloads) arrive through ``deliver``
+and are answered with ``worker_receive``. An injected crash makes the worker fall silent: it
+computes and answers nothing more in that trial, and the only trace of it the PS gets is the
+failure detector's notice (an outbox item ``crash``), which the PS holds back for
+``failures.detect_timeout``.
 
 Times are this process's wall clock (``time.time``); the PS maps them onto its own with the
 offset it measured (``ping``), so the same code runs on separate machines.
@@ -24,12 +29,16 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..cluster import gradients
 from ..coding.base import Message, Protocol, Trial
 from ..tuning import simulating
+
+if TYPE_CHECKING:
+    from ..config import Experiment
 
 #: How long ``finish`` waits for the compute thread to notice the stop (it waits on an event,
 #: so it returns at once unless the protocol's own reaction is still computing).
@@ -44,6 +53,8 @@ class WorkerRun:
     trial: Trial
     order: list[int]
     times: list[float]  # seconds, already scaled
+    computed: list[float] | None  # seconds each chunk's gradient took (None: config gradients)
+    grads: np.ndarray | None  # (chunks, dim): this worker's chunk gradients, other rows 0
     crash_at: float  # this clock; inf: never
     down: bool
     scale: float
@@ -58,14 +69,18 @@ class EmulatedWorker:
     """The actor. Its async methods run on the Dask worker's event loop; the chunks run on a
     thread, so that a long reaction never delays the answer to a download."""
 
-    def __init__(self, worker: int, protocols: list[Protocol], exp) -> None:
+    def __init__(self, worker: int, protocols: list[Protocol], exp: Experiment) -> None:
         self.worker = worker
         self.protocols = protocols
         self.exp = exp
         self.run: WorkerRun | None = None
         self.outbox: asyncio.Queue | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.grads: tuple[int, np.ndarray | None] | None = None  # (trial, its gradients)
+        self.grads: tuple[int, np.ndarray | None] | None = None  # (round, config gradients)
+        self.held: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # chunk -> its (X, y)
+        self.model = None
+        if exp.training is not None:
+            self._load(exp)
         # For the life of the process, as a simulation runs: one BLAS thread (OpenBLAS's idle
         # threads spin, taking the cores that the other workers' wake-ups need) and a lazy
         # cycle collector (no pause of a full collection in the middle of a message).
@@ -79,6 +94,37 @@ class EmulatedWorker:
         self._bind()
         return time.time(), socket.gethostname()
 
+    def _load(self, exp: Experiment) -> None:
+        """The training data of the chunks this worker holds in any scheme (copies: the rest
+        of the set is not kept), and the model whose gradients it computes."""
+        from ..training.datasets import load
+        from ..training.models import model
+
+        data = load(exp.training, exp.chunks, exp.seed)
+        chunks = {chunk for protocol in self.protocols for chunk in protocol.orders[self.worker]}
+        for chunk in sorted(chunks):
+            X, y = data.chunk_data(chunk)
+            self.held[chunk] = (X.copy(), y.copy())
+        self.model = model(exp.training.model)
+
+    def _model_gradients(
+        self, protocol: Protocol, order: list[int], theta: np.ndarray
+    ) -> tuple[np.ndarray, list[float]]:
+        """The model's gradient of each chunk in ``order`` at ``theta`` from this worker's own
+        data (each chunk's residual, then X_chunk^T residual: the model's ``evaluate``, as the
+        trainer computes it), and the seconds each took. Rows of other chunks stay zero: no
+        protocol reads them on this worker."""
+        grads = np.zeros((protocol.chunks, protocol.dim))
+        column = np.asarray(theta, dtype=np.float64).reshape(-1, 1)
+        took = []
+        for chunk in order:
+            began = time.perf_counter()
+            X, y = self.held[chunk]
+            residual = self.model.evaluate(X @ column, y).residual
+            grads[chunk] = (X.T @ residual)[:, 0]
+            took.append(time.perf_counter() - began)
+        return grads, took
+
     def _bind(self) -> None:
         if self.loop is None:
             self.loop = asyncio.get_running_loop()
@@ -91,19 +137,30 @@ class EmulatedWorker:
         crash_in: float,
         down: bool,
         scale: float,
+        theta: np.ndarray | None = None,
     ) -> None:
-        """Make the trial's state (gradients drawn here, from the trial's stream), ready to
-        start. ``times``: this worker's drawn chunk times, scaled; ``crash_in``: seconds after
-        the start at which it crashes (inf: never)."""
+        """Make the trial's state, ready to start. ``times``: this worker's drawn chunk times,
+        scaled; ``crash_in``: seconds after the start at which it crashes (inf: never);
+        ``theta``: a training run's current parameters (the PS's broadcast), at which this
+        worker computes its chunks' gradients now, before the start (None: the config's
+        gradients, drawn here from the round's stream)."""
         self._bind()
         self._end_run()
-        scheme, trial = key
-        if self.grads is None or self.grads[0] != trial:
-            self.grads = (trial, gradients(self.exp, trial))
+        scheme, round_ = key
         protocol = self.protocols[scheme]
-        run_trial = protocol.new_trial(np.zeros(protocol.workers, dtype=bool), self.grads[1])
-        self.run = WorkerRun(key, run_trial, list(protocol.orders[self.worker]), times,
-                             crash_in, down, scale)  # fmt: skip
+        order = list(protocol.orders[self.worker])
+        computed = None
+        if theta is None:
+            if self.grads is None or self.grads[0] != round_:
+                self.grads = (round_, gradients(self.exp, round_))
+            grads = self.grads[1]
+        elif down:  # down for the whole trial: it computes nothing
+            grads, computed = np.zeros((protocol.chunks, protocol.dim)), [0.0] * len(order)
+        else:
+            grads, computed = self._model_gradients(protocol, order, theta)
+        run_trial = protocol.new_trial(np.zeros(protocol.workers, dtype=bool), grads)
+        self.run = WorkerRun(key, run_trial, order, times, computed, grads, crash_in, down,
+                             scale)  # fmt: skip
 
     async def start(self, key: tuple[int, int], start_at: float) -> None:
         """Begin the trial at ``start_at`` (this clock): the chunks start then."""
@@ -140,15 +197,18 @@ class EmulatedWorker:
     def _chunks(self, run: WorkerRun) -> str:
         """The worker's chunks: 'done' (its list, or its own stop), 'stopped' (by the PS or the
         end of the trial) or 'crash' (the crash came first)."""
-        grads = self.grads[1]
+        grads = run.grads
         for step, chunk in enumerate(run.order):
             began = time.time()
             if began >= run.crash_at:
                 return "crash"
             run.rows.append((began, "chunk_start", chunk, 0))
-            if grads is not None:  # the chunk's gradient, as a real worker would produce it
-                float(np.dot(grads[chunk], grads[chunk]))
-            end = began + run.times[step]
+            if run.computed is None:
+                if grads is not None:  # a touch of the config's chunk gradient
+                    float(np.dot(grads[chunk], grads[chunk]))
+                end = began + run.times[step]
+            else:  # computed in prepare: the chunk lasts at least that long
+                end = began + max(run.times[step], run.computed[step])
             if run.stop.wait(max(0.0, min(end, run.crash_at) - time.time())):
                 return "stopped"  # the chunk is abandoned
             now = time.time()

@@ -42,6 +42,14 @@ class Dataset:
     def chunk_sizes(self) -> np.ndarray:
         return np.bincount(self.chunk_of, minlength=self.chunks)
 
+    def chunk_data(self, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+        """(X, y) of ``chunk``'s samples alone (views): what a worker holding that chunk stores,
+        and all it needs to compute the chunk's gradient (``emulate``'s workers)."""
+        sizes = self.chunk_sizes()
+        start = int(sizes[:chunk].sum())
+        rows = slice(start, start + int(sizes[chunk]))
+        return self.X[rows], self.y[rows]
+
     def chunk_gradients(self, residual: np.ndarray) -> np.ndarray:
         """(chunks, features) each chunk's gradient sum_{i in chunk} residual_i x_i, for one
         parameter vector's per-sample residual (samples,) or (samples, 1).

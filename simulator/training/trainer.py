@@ -88,6 +88,15 @@ class Trainer:
             run.pending = (grads, grads.sum(axis=0))
         return run.pending
 
+    def parameters(self, round_: int, scheme: Protocol) -> np.ndarray:
+        """The parameters (features,) at which ``scheme``'s workers compute round ``round_``'s
+        chunk gradients: what a real PS broadcasts before the round (``gcsim emulate``, whose
+        workers compute the gradients themselves). Asked after ``get`` of that round."""
+        run = self.runs.get(scheme.label)
+        if run is None or run.trial != round_ // self.iterations or run.pending is None:
+            raise LookupError(f"{scheme.label}: round {round_} is not under way (get it first)")
+        return run.theta[:, 0].copy()
+
     def done(
         self, round_: int, scheme: Protocol, estimate: np.ndarray | None, completion_time: float
     ) -> None:
