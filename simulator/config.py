@@ -221,9 +221,15 @@ class Experiment(Strict):
         return out
 
     def resolved(self) -> dict[str, Any]:
-        """The config with every default filled in, as plain data (what ``config.yaml`` holds)."""
+        """The config with every default filled in, as plain data (what ``config.yaml`` holds),
+        less the keys a training run decides itself (``data.gradients``; ``training.synthetic``
+        of a real dataset): written, they would be refused when the file is run again."""
         data = self.model_dump(mode="json")
         data["name"] = self.name
+        if self.training is not None:
+            data["data"].pop("gradients", None)
+            if self.training.dataset != "synthetic":
+                data["training"].pop("synthetic", None)
         for scheme, label in zip(data["schemes"], self.labels(), strict=True):
             scheme["label"] = label
         return data

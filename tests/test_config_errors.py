@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from simulator.config import DIST_NAMES, from_dict, protocol_names
+from simulator.config import DIST_NAMES, from_dict, load_config, protocol_names
 
 from .conftest import BASE_CONFIG, DELETE, make_config, tree, write_config
 
@@ -600,3 +600,14 @@ def test_base_config_is_not_mutated_by_the_builder():
     assert BASE_CONFIG["cluster"]["workers"] == 6
     assert "label" not in BASE_CONFIG["schemes"][0]
     assert BASE_CONFIG["trials"] == 4
+
+
+@pytest.mark.parametrize(
+    "path", sorted(Path(__file__).parents[1].glob("configs/*.yaml")), ids=lambda p: p.name
+)
+def test_every_shipped_configs_resolved_form_runs_again(path) -> None:
+    """What a run writes as config.yaml (``resolved``) is itself a config that loads without a
+    complaint and resolves to the same thing: a run directory can always be rerun."""
+    resolved = load_config(path).resolved()
+    again = from_dict(resolved, source_dir=path.parent)
+    assert again.resolved() == resolved

@@ -8,7 +8,7 @@ from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike
-from pydantic import Field
+from pydantic import Field, SerializationInfo, field_serializer
 
 from .base import Dist, Sampler
 
@@ -26,6 +26,12 @@ class Bimodal(Dist):
         "fast": {"dist": "exponential", "rate": 2.0},
         "slow": {"dist": "shifted_exponential", "shift": 2.0, "rate": 1.0},
     }
+
+    @field_serializer("fast", "slow")
+    def _component(self, law: Dist, info: SerializationInfo) -> dict:
+        """A component without ``per`` (only the mixture says it; a component that did would
+        be refused when the written config is read again)."""
+        return law.model_dump(mode=info.mode, exclude={"per"})
 
     def sampler(self, source_dir: Path) -> Mixture:
         return Mixture(self.p_slow, self.fast.sampler(source_dir), self.slow.sampler(source_dir))
