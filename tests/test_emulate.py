@@ -100,8 +100,12 @@ def test_small_emulation_matches_the_simulator(tmp_path, gcsim) -> None:
     assert set(events.kind) >= {"chunk_start", "chunk_done", "upload_sent", "upload_received",
                                 "download_sent", "download_received", "decoded"}  # fmt: skip
 
-    out = gcsim(["emulate", str(path), "--time-scale", "0.001", "--out", "real", "-q"], tmp_path)
+    out = gcsim(["emulate", str(path), "--time-scale", "0.001", "--out", "real"], tmp_path)
     assert out.exit_code == 0, out.output
+    # The run's own tables (as gcsim run prints them), one row per scheme; no object reprs.
+    table = out.stdout.split("emulation on")[0]
+    assert all(f"\n{label} " in table for label in exp.labels()), out.stdout
+    assert "<text" not in out.stdout and "decoded/accurate:" in out.stdout
     assert run_problem(tmp_path / "real") is None
     manifest = json.loads((tmp_path / "real" / "manifest.json").read_text())
     assert manifest["real"] is True and manifest["engine"] == "real"
