@@ -157,6 +157,11 @@ def fit_network(events: pd.DataFrame) -> tuple[dict[str, float], dict[str, float
     polished = optimize.minimize(total, best.x, method="Nelder-Mead", options=options)
     x = np.abs(polished.x) if polished.fun <= total(best.x) else best.x
     fitted = {name: float(v) for name, v in zip(names, x * x_scale, strict=True)}
+    # A part adding under a millionth of a typical delay to any message is rounding: 0.
+    if fitted["time_per_float"] * floats < 1e-6 * typical:
+        fitted["time_per_float"] = 0.0
+    if fitted["ps_overhead"] < 1e-6 * typical:
+        fitted["ps_overhead"] = 0.0
     quality = {
         "delays": float(np.median(np.abs(replay.errors(start)))),
         "queue": float(np.median(np.abs(replay.errors(fitted)))),
