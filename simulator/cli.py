@@ -769,18 +769,19 @@ def fit_command(times: str, column: str | None, out: str | None, bootstrap: int)
     from . import fit, network_fit
 
     try:
-        values, per = fit.measured_times(Path(times), column)
-        fits = fit.fit_all(values, "TIMES" if column is None else f"--column {column}", bootstrap)
+        values, censored, per = fit.measured_times(Path(times), column)
+        what = "TIMES" if column is None else f"--column {column}"
+        fits = fit.fit_all(values, what, bootstrap, censored=censored)
         frame = fit.read_table(Path(times)) if column is None else None
         network = None
         if frame is not None and fit.is_events(frame) and _has_messages(frame):
             network, quality = network_fit.fit_network(frame)
         target = Path(out) if out else Path("results") / "fit" / Path(times).resolve().name
-        fit.write_report(fits, values, target)
+        fit.write_report(fits, values, target, censored)
     except (cfg.ConfigError, OSError) as exc:
         _fail(_problem_lines(exc))
     console = Console() if Console().is_terminal else Console(width=130)
-    console.print(fit.fits_table(fits, values))
+    console.print(fit.fits_table(fits, values, censored))
     click.echo("\n# paste into the config's cluster: section")
     click.echo("  " + fits[0].block(per))
     if network is not None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from simulator import fit, network_fit
 from simulator.compute.registry import by_name
-from simulator.config import load_config
+from simulator.config import from_dict, load_config
 from simulator.errors import ConfigError
 from simulator.runner import run
 
@@ -94,8 +96,8 @@ def test_cli_fits_a_run_trace_and_writes_figure(tmp_path, gcsim) -> None:
     path = write_config(tmp_path / "c.yaml", data)
     result = run(load_config(path))
     events = result.events
-    durations, per = fit.chunk_durations(events)
-    assert per == "chunk" and durations.size >= 30 * 6
+    durations, censored, per = fit.chunk_durations(events)
+    assert per == "chunk" and durations.size >= 30 * 6 and censored.size > 0
     fitted, _ = network_fit.fit_network(events)
     assert fitted["latency"] == pytest.approx(0.125, abs=1e-9)
     assert fitted["ps_overhead"] <= 1e-9
@@ -111,5 +113,36 @@ def test_cli_fits_a_run_trace_and_writes_figure(tmp_path, gcsim) -> None:
 
 def test_per_worker_draws_are_recognised(tmp_path) -> None:
     path = write_config(tmp_path / "c.yaml", make_config({"output.events_trials": 4}))
-    _, per = fit.chunk_durations(run(load_config(path)).events)
+    _, _, per = fit.chunk_durations(run(load_config(path)).events)
     assert per == "worker"
+
+
+@pytest.mark.parametrize(
+    "compute",
+    [
+        {"dist": "shifted_exponential", "shift": 1.0, "rate": 2.0},
+        {"dist": "weibull", "scale": 1.0, "shape": 1.5},
+    ],
+    ids=lambda c: c["dist"],
+)
+def test_chunks_cut_by_the_decode_are_fitted_as_censored(compute) -> None:
+    """A trace of multi_message (it decodes while many chunks are running, and the slow ones
+    are the likeliest to be cut): fitted as right-censored, the parameters are the injected
+    ones within 3 bootstrap standard errors; the completed chunks alone are biased short, far
+    beyond their standard errors (which is why the cut ones are kept)."""
+    exp = from_dict({
+        "seed": 4, "trials": 150, "data": {"dim": 8}, "output": {"events_trials": 150},
+        "cluster": {"workers": 8, "compute": {**compute, "per": "chunk"}},
+        "schemes": [{"protocol": "multi_message", "load": 3}],
+    })  # fmt: skip
+    done, cut, _ = fit.chunk_durations(run(exp).events)
+    assert cut.size > 0.3 * done.size
+    dist = compute["dist"]
+    censored = fit.fit_one(dist, done, cut)
+    errors = fit.standard_errors(censored, done.size, reps=40, seed=1, censored=cut)
+    naive = fit.fit_one(dist, done)
+    naive_errors = fit.standard_errors(naive, done.size, reps=40, seed=1)
+    key = "rate" if dist == "shifted_exponential" else "scale"
+    assert abs(censored.params[key] - compute[key]) <= 3 * errors[key], (censored, errors)
+    assert abs(naive.params[key] - compute[key]) > 4 * naive_errors[key], (naive, naive_errors)
+    assert math.isnan(censored.ks_pvalue) and 0 < censored.ks < 0.05
