@@ -7,9 +7,9 @@ compute times, fail-stops and crash times) and the protocol's own ``Trial`` reac
 sides: the workers call ``chunk_done``/``worker_receive``, the PS ``ps_receive``/``at_deadline``/
 ``worker_failed``, and decodes with ``result()``. What differs from the simulator is only what is
 real: time (sleeping the drawn times x ``time_scale``, plus everything a real process adds),
-the messages (pickled through Dask's comms) and the gradients: each worker computes its own
-chunks' (a training run's model at the parameters the PS broadcasts per round, else the
-config's), and the PS holds the true sum only to measure ``rel_error``. The result is a
+the messages (pickled, on one TCP stream per worker: ``wire``) and the gradients: each worker
+computes its own chunks' (a training run's model at the parameters the PS broadcasts per round,
+else the config's), and the PS holds the true sum only to measure ``rel_error``. The result is a
 ``RunResult`` whose times are measured and divided by the time scale, so a run directory of a
 simulation and of its emulation compare trial by trial (``gcsim compare``).
 
@@ -36,6 +36,7 @@ from ..runner import RunResult, _frame
 from ..schema import ENGINE_EVENT_COLUMNS, ENGINE_SUMMARY_COLUMNS
 from ..tuning import simulating
 from .ps import EmulationError, Link, ParameterServer
+from .wire import reachable_host
 from .worker import EmulatedWorker
 
 __all__ = ["EmulationError", "emulate", "emulation_problems", "write_real_run"]
@@ -81,7 +82,8 @@ def _emulate(exp, dask, time_scale, progress) -> RunResult:
     cluster_draws = Cluster(exp, steps=max(p.steps for p in protocols))
     rows, traces = [], []
     with _workers(exp, protocols, dask) as (client, links, description):
-        ps = ParameterServer(client, links, time_scale, exp.cluster.failures.detect_timeout)
+        host = reachable_host(client.scheduler.address)
+        ps = ParameterServer(client, links, time_scale, exp.cluster.failures.detect_timeout, host)
         try:
             setup = time.perf_counter() - started
             realization = None

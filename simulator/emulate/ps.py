@@ -26,6 +26,7 @@ import numpy as np
 from ..cluster import TrialDraw
 from ..coding.base import CONTROL, PS, UPLOAD, Message, Protocol, Reaction
 from ..coding.numerics import rel_error
+from .wire import frame, no_delay, read_frame
 
 #: Seconds between sending the start and the common start instant (every worker must have it).
 START_LEAD = 0.03
@@ -33,6 +34,8 @@ START_LEAD = 0.03
 MAX_LEAD = 1.0
 #: Seconds without any news from a busy cluster before the emulation gives up on it.
 SILENCE_LIMIT = 120.0
+#: Seconds the workers have to open their streams to the PS.
+CONNECT_SECONDS = 60.0
 
 
 class EmulationError(RuntimeError):
@@ -50,56 +53,81 @@ class Link:
 class ParameterServer:
     """Plays trials on the workers behind ``links`` (one per simulated worker).
 
-    The PS runs on the Dask client's event loop, where the workers' answers arrive: one
-    long poll per worker (``next_messages``) hands each message straight to the trial's
-    reaction, and downloads leave from there, so a message costs no thread hand-off on this
-    side (under load every hand-off is a wait for a core). The caller's thread only waits for
+    The PS runs on the Dask client's event loop. Each worker opens one stream to it (``wire``)
+    at set-up; what a worker sends is read there and handed straight to the trial's reaction,
+    and downloads are written from there, so a message costs no thread hand-off on this side
+    (under load every hand-off is a wait for a core). The caller's thread only waits for
     each trial (``Client.sync``), so an interrupt still reaches it at once."""
 
-    def __init__(self, client, links: list[Link], scale: float, detect_timeout: float) -> None:
+    def __init__(
+        self, client, links: list[Link], scale: float, detect_timeout: float, host: str
+    ) -> None:
         self.client = client
         self.links = links
         self.scale = scale
         self.unit = scale if scale > 0 else 1.0
         self.detect_timeout = detect_timeout
+        self.host = host  # where the workers reach this process
         self.current: TrialPlay | None = None
-        self.polls: list[asyncio.Task] = []
+        self.server: asyncio.base_events.Server | None = None
+        self.writers: list[asyncio.StreamWriter | None] = [None] * len(links)
+        self.connected: asyncio.Event | None = None
         self.late_starts = 0  # trials whose start reached some worker after the start instant
         self.lead = START_LEAD  # grows to twice the slowest start seen (a loaded machine)
-        client.sync(self._start_polls)
+        client.sync(self._open)
 
-    async def _start_polls(self) -> None:
-        self.polls = [asyncio.ensure_future(self._poll(w)) for w in range(len(self.links))]
-        # Warm-up: a call to each worker while its poll holds one connection opens the second
-        # one that downloads will use (a first connection costs a handshake: measured up to
-        # 100 ms on a loaded machine, in the first trial of partial_gc).
-        for _ in range(2):
-            await asyncio.gather(*(link.actor.ping() for link in self.links))
+    async def _open(self) -> None:
+        """Listen, have every worker connect, and wait until each has said who it is."""
+        self.connected = asyncio.Event()
+        self.server = await asyncio.start_server(self._accept, self.host, 0)
+        port = self.server.sockets[0].getsockname()[1]
+        await asyncio.gather(*(link.actor.connect(self.host, port) for link in self.links))
+        try:
+            await asyncio.wait_for(self.connected.wait(), CONNECT_SECONDS)
+        except TimeoutError:
+            missing = [w for w, writer in enumerate(self.writers) if writer is None]
+            where = f"{self.host}:{port}"
+            raise EmulationError(
+                f"workers {missing} did not connect to the PS at {where} within "
+                f"{CONNECT_SECONDS:.0f} s (is this machine reachable from the cluster?)"
+            ) from None
 
-    async def _poll(self, worker: int) -> None:
-        actor = self.links[worker].actor
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One worker's stream: its first frame names it; every later one is handled at once."""
+        no_delay(writer)
+        try:
+            _, worker = await read_frame(reader)
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError, TypeError):
+            writer.close()
+            return
+        self.writers[worker] = writer
+        if all(w is not None for w in self.writers):
+            self.connected.set()
         while True:
             try:
-                items = await actor.next_messages()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the trial waiting on it raises it
+                item = await read_frame(reader)
+            except (asyncio.IncompleteReadError, ConnectionError) as exc:
                 if self.current is not None:
-                    self.current.fail(EmulationError(f"worker {worker} failed: {exc!r}"))
+                    self.current.fail(EmulationError(f"worker {worker}'s stream closed: {exc!r}"))
                 return
-            now = time.time()
             play = self.current
-            for item in items:
-                if play is not None and item[1] == play.key and not play.over:
-                    play.handle(worker, item, now)
+            if play is not None and item[1] == play.key and not play.over:
+                play.handle(worker, item, time.time())
+
+    def send(self, worker: int, item: tuple) -> None:
+        """An item for ``worker`` (a download, or the PS's stop), on its stream."""
+        self.writers[worker].write(frame(item))
 
     def close(self) -> None:
-        async def cancel() -> None:
-            for task in self.polls:
-                task.cancel()
+        async def shut() -> None:
+            for writer in self.writers:
+                if writer is not None:
+                    writer.close()
+            if self.server is not None:
+                self.server.close()
 
         with contextlib.suppress(Exception):
-            self.client.sync(cancel)
+            self.client.sync(shut)
 
     def play(
         self,
@@ -241,7 +269,7 @@ class TrialPlay:
 
     def _react(self, reaction: Reaction) -> None:
         for worker in reaction.stop:
-            self.ps.links[worker].actor.halt(self.key)
+            self.ps.send(worker, ("halt", self.key))
         for msg in reaction.send:
             now = time.time()
             self.downloaded += msg.size
@@ -249,7 +277,7 @@ class TrialPlay:
                 self.ps_controls += 1
             self.rows.append((now, f"{msg.kind}_sent", msg.worker, msg.chunk, msg.size))
             self.pending += 1
-            self.ps.links[msg.worker].actor.deliver(self.key, msg)
+            self.ps.send(msg.worker, ("deliver", self.key, msg))
         if reaction.decoded and self.decided_at is None:
             self.decided_at = time.time()
             self.rows.append((self.decided_at, "decoded", PS, -1, 0))

@@ -9,11 +9,12 @@ j) and computes each chunk's gradient at the parameters the PS broadcasts with `
 timing each one; a chunk then lasts max(drawn time x scale, its measured computation), so with
 a time scale of 0 the chunk times are this machine's own. Without training the gradients are
 the config's (drawn from the round's stream as the simulator draws them), and a chunk lasts
-its drawn time. Messages for the PS go into an outbox that the PS drains by long polling
-(``next_messages``); messages from the PS (partial_gc's downloads) arrive through ``deliver``
-and are answered with ``worker_receive``. An injected crash makes the worker fall silent: it
+its drawn time. Messages travel on the worker's own stream to the PS (``wire``: opened once by
+``connect``): messages for the PS are written to it as they are sent; messages from the PS
+(partial_gc's downloads, and the PS's stop) are read from it and a download is answered at once
+with ``worker_receive``. An injected crash makes the worker fall silent: it
 computes and answers nothing more in that trial, and the only trace of it the PS gets is the
-failure detector's notice (an outbox item ``crash``), which the PS holds back for
+failure detector's notice (an item ``crash`` on the stream), which the PS holds back for
 ``failures.detect_timeout``.
 
 Times are this process's wall clock (``time.time``); the PS maps them onto its own with the
@@ -36,6 +37,7 @@ import numpy as np
 from ..cluster import gradients
 from ..coding.base import Message, Protocol, Trial
 from ..tuning import simulating
+from .wire import frame, no_delay, read_frame
 
 if TYPE_CHECKING:
     from ..config import Experiment
@@ -74,8 +76,9 @@ class EmulatedWorker:
         self.protocols = protocols
         self.exp = exp
         self.run: WorkerRun | None = None
-        self.outbox: asyncio.Queue | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.writer: asyncio.StreamWriter | None = None  # the stream to the PS
+        self.listening: asyncio.Task | None = None
         self.grads: tuple[int, np.ndarray | None] | None = None  # (round, config gradients)
         self.held: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # chunk -> its (X, y)
         self.model = None
@@ -93,6 +96,28 @@ class EmulatedWorker:
         """This process's clock and host, for the PS's offset estimate."""
         self._bind()
         return time.time(), socket.gethostname()
+
+    async def connect(self, host: str, port: int) -> None:
+        """Open this worker's stream to the PS (its first frame says which worker it is) and
+        listen on it for the PS's messages."""
+        self._bind()
+        reader, self.writer = await asyncio.open_connection(host, port)
+        no_delay(self.writer)
+        self.writer.write(frame(("hello", self.worker)))
+        await self.writer.drain()
+        self.listening = asyncio.ensure_future(self._listen(reader))
+
+    async def _listen(self, reader: asyncio.StreamReader) -> None:
+        """The PS's messages: a download (``deliver``) or the PS's stop (``halt``)."""
+        while True:
+            try:
+                item = await read_frame(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return  # the PS closed the stream: the emulation is over
+            if item[0] == "deliver":
+                self._deliver(item[1], item[2])
+            elif item[0] == "halt":
+                self._halt(item[1])
 
     def _load(self, exp: Experiment) -> None:
         """The training data of the chunks this worker holds in any scheme (copies: the rest
@@ -128,7 +153,6 @@ class EmulatedWorker:
     def _bind(self) -> None:
         if self.loop is None:
             self.loop = asyncio.get_running_loop()
-            self.outbox = asyncio.Queue()
 
     async def prepare(
         self,
@@ -176,7 +200,12 @@ class EmulatedWorker:
     # -- the chunks (compute thread) -----------------------------------------------------------
 
     def _push(self, item: tuple) -> None:
-        self.loop.call_soon_threadsafe(self.outbox.put_nowait, item)
+        """An item for the PS, written by the event loop (from any thread, in call order)."""
+        self.loop.call_soon_threadsafe(self._write, item)
+
+    def _write(self, item: tuple) -> None:
+        if self.writer is not None and not self.writer.is_closing():
+            self.writer.write(frame(item))
 
     def _compute(self, run: WorkerRun) -> None:
         wait = run.start - time.time()
@@ -226,17 +255,9 @@ class EmulatedWorker:
             run.rows.append((now, f"{msg.kind}_sent", msg.chunk, msg.size))
             self._push(("msg", run.key, now, msg))
 
-    # -- the PS's calls ------------------------------------------------------------------------
+    # -- the PS's messages and calls -----------------------------------------------------------
 
-    async def next_messages(self) -> list[tuple]:
-        """Everything in the outbox, waiting for at least one item (the PS's long poll)."""
-        self._bind()
-        items = [await self.outbox.get()]
-        while not self.outbox.empty():
-            items.append(self.outbox.get_nowait())
-        return items
-
-    async def deliver(self, key: tuple[int, int], msg: Message) -> None:
+    def _deliver(self, key: tuple[int, int], msg: Message) -> None:
         """A message from the PS: answered at once with the protocol's ``worker_receive``
         (lost if this worker has crashed). Then ``delivered`` tells the PS it is handled."""
         run, now = self.run, time.time()
@@ -248,11 +269,11 @@ class EmulatedWorker:
             run.rows.append((now, f"{msg.kind}_received", msg.chunk, msg.size))
             reaction = run.trial.worker_receive(self.worker, msg, (now - run.start) / _unit(run))
             self._send(run, reaction.send, time.time())
-        # Through the same channel as the answer, after it: the PS counts a download as handled
-        # only once its answer is in (call_soon_threadsafe keeps the order of its callers).
+        # On the same stream as the answer, after it: the PS counts a download as handled only
+        # once its answer is in (call_soon_threadsafe keeps the order of its callers).
         self._push(("delivered", key, time.time()))
 
-    async def halt(self, key: tuple[int, int]) -> None:
+    def _halt(self, key: tuple[int, int]) -> None:
         """The PS's ``stop``: compute nothing more in this trial (messages are still answered)."""
         if self.run is not None and self.run.key == key:
             self.run.stop.set()
