@@ -209,3 +209,24 @@ def test_a_training_emulation_trains_the_model(tmp_path) -> None:
     uncoded = both[both.scheme == "uncoded"]
     for column in ("messages", "upload_floats", "download_floats", "control_messages"):
         assert (uncoded[column] == uncoded[f"{column}_sim"]).all(), column
+
+
+def test_emulation_on_a_running_scheduler(tmp_path) -> None:
+    """``--dask ADDRESS``: the actors go to an existing cluster's workers, which open their
+    streams back to this process; the decodes are exact and the cluster is left running (it is
+    not the emulation's to stop)."""
+    from distributed import LocalCluster
+
+    from simulator.emulate.wire import reachable_host
+
+    assert reachable_host("tcp://127.0.0.1:8786") == "127.0.0.1"
+    assert reachable_host("tcp://[::1]:8786") == "127.0.0.1"
+    data = make_config({**SMALL, "trials": 2, "cluster.failures": {"prob": 0.0}})
+    exp = load_config(write_config(tmp_path / "small.yaml", data))
+    with LocalCluster(n_workers=4, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, memory_limit=0) as cluster:  # fmt: skip
+        real = emulate(exp, cluster.scheduler_address, 0.01)
+        assert len(cluster.scheduler.workers) == 4
+    assert len(real.summary) == 2 * 4 and real.summary["decoded"].all()
+    assert (real.summary["rel_error"] <= 1e-20).all()
+    assert real.executor.startswith("emulation on Dask scheduler tcp://127.0.0.1:")

@@ -48,5 +48,7 @@ def reachable_host(scheduler: str) -> str:
     try:
         probe.connect((host, 9))
         return probe.getsockname()[0]
+    except OSError:  # no route known here (a name this host cannot resolve, say): its own name
+        return socket.gethostbyname(socket.gethostname())
     finally:
         probe.close()
