@@ -150,3 +150,12 @@ def test_fit_pairs_messages_within_each_iteration() -> None:
     assert fitted["ps_overhead"] == pytest.approx(0.01, rel=1e-5)
     assert quality["queue"] < 1e-8
     assert isinstance(events, pd.DataFrame) and np.isfinite(events["time"]).all()
+
+
+def test_fit_of_a_free_network_is_zero() -> None:
+    """Messages that take no time: every parameter 0, not the optimizer's 1e-22."""
+    events = run(_experiment({}, SCHEMES, trials=5, output={"events_trials": 5})).events
+    fitted, quality = fit_network(events)
+    assert fitted == {"latency": 0.0, "time_per_float": 0.0, "ps_overhead": 0.0}
+    assert quality == {"delays": 0.0, "queue": 0.0}
+    assert network_block(fitted) == "network: {latency: 0, time_per_float: 0}"
