@@ -221,12 +221,19 @@ def test_emulation_on_a_running_scheduler(tmp_path) -> None:
 
     assert reachable_host("tcp://127.0.0.1:8786") == "127.0.0.1"
     assert reachable_host("tcp://[::1]:8786") == "127.0.0.1"
-    data = make_config({**SMALL, "trials": 2, "cluster.failures": {"prob": 0.0}})
+    schemes = [*SMALL["schemes"], {"protocol": "fastest_k", "fraction": 0.5}]
+    data = make_config({**SMALL, "trials": 2, "cluster.failures": {"prob": 0.0},
+                        "schemes": schemes})  # fmt: skip
     exp = load_config(write_config(tmp_path / "small.yaml", data))
     with LocalCluster(n_workers=4, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address=None, memory_limit=0) as cluster:  # fmt: skip
         real = emulate(exp, cluster.scheduler_address, 0.01)
         assert len(cluster.scheduler.workers) == 4
-    assert len(real.summary) == 2 * 4 and real.summary["decoded"].all()
-    assert (real.summary["rel_error"] <= 1e-20).all()
+    summary = real.summary
+    assert len(summary) == 2 * 5 and summary["decoded"].all()
+    exact = summary["protocol"] != "fastest_k"
+    assert (summary.loc[exact, "rel_error"] <= 1e-20).all()
+    # accurate is the simulator's rule on the measured rel_error (an approximate decode is not)
+    assert summary["accurate"].tolist() == (summary["rel_error"] <= 1e-6).tolist()
+    assert not summary.loc[~exact, "accurate"].all()
     assert real.executor.startswith("emulation on Dask scheduler tcp://127.0.0.1:")

@@ -83,7 +83,9 @@ def _emulate(exp, dask, time_scale, progress) -> RunResult:
     rows, traces = [], []
     with _workers(exp, protocols, dask) as (client, links, description):
         host = reachable_host(client.scheduler.address)
-        ps = ParameterServer(client, links, time_scale, exp.cluster.failures.detect_timeout, host)
+        failures = exp.cluster.failures
+        ps = ParameterServer(client, links, time_scale, failures.detect_timeout, host,
+                             exp.data.tolerance)  # fmt: skip
         try:
             setup = time.perf_counter() - started
             realization = None
@@ -101,6 +103,9 @@ def _emulate(exp, dask, time_scale, progress) -> RunResult:
                     # current parameters, which the PS broadcasts (not counted as a message).
                     theta = source.parameters(round_, protocol) if training else None
                     row, trace = ps.play(index, protocol, draw, grads, truth, theta)
+                    # Every engine column, or the frame below fills it with NaN (True as bool)
+                    missing = ENGINE_SUMMARY_COLUMNS.keys() - row.keys()
+                    assert not missing, f"the PS's row lacks {sorted(missing)}"
                     source.done(round_, protocol, row.pop("estimate"), row["completion_time"])
                     rows.append(row)
                     traces.extend((protocol.label, round_, *event) for event in trace)

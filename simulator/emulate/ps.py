@@ -26,6 +26,7 @@ import numpy as np
 from ..cluster import TrialDraw
 from ..coding.base import CONTROL, PS, UPLOAD, Message, Protocol, Reaction
 from ..coding.numerics import rel_error
+from ..statistics import accurate
 from .wire import frame, no_delay, read_frame
 
 #: Seconds between sending the start and the common start instant (every worker must have it).
@@ -60,9 +61,16 @@ class ParameterServer:
     each trial (``Client.sync``), so an interrupt still reaches it at once."""
 
     def __init__(
-        self, client, links: list[Link], scale: float, detect_timeout: float, host: str
+        self,
+        client,
+        links: list[Link],
+        scale: float,
+        detect_timeout: float,
+        host: str,
+        tolerance: float,
     ) -> None:
         self.client = client
+        self.tolerance = tolerance  # data.tolerance: the ``accurate`` rule
         self.links = links
         self.scale = scale
         self.unit = scale if scale > 0 else 1.0
@@ -333,6 +341,7 @@ class TrialPlay:
             "chunks_used": used,
             "decode_cond": condition,
             "residual": left,
+            "accurate": bool(accurate(decoded, error, left, condition, self.ps.tolerance)),
             "estimate": estimate,
         }
 
