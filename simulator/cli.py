@@ -787,8 +787,9 @@ def fit_command(times: str, column: str | None, out: str | None, bootstrap: int)
     if network is not None:
         click.echo("  " + network_fit.network_block(network))
         click.echo(
-            f"# network: arrival instants predicted within {quality['queue']:.3g} (median; "
-            f"{quality['delays']:.3g} by the delays alone, without the PS's queue)"
+            f"# network: |error| of the predicted arrival instants, median {quality['queue']:.3g}"
+            f", mean {quality['queue_mean']:.3g} (by the delays alone, without the PS's queue: "
+            f"{quality['delays']:.3g}, {quality['delays_mean']:.3g}; the fit lowers the mean)"
         )
     click.echo(f"figure: {target / 'fit.png'}")
 
@@ -879,7 +880,7 @@ def compare_command(sim_run: str, real_run: str, out: str | None) -> None:
         real = f" ({row.median * scale * 1e3:.2f} ms)" if scale else ""
         click.echo(f"measured {row.kind} delay: median {row.median:.4g}{real}, p95 "
                    f"{row.p95:.4g} over {row.count} messages")  # fmt: skip
-    click.echo(f"calibrate: gcsim fit {Path(real_run) / 'events.parquet'}  (network: block)")
+    click.echo(f"calibrate: gcsim fit {real_run}  (prints the network: block to simulate again)")
     click.echo(f"figures: {target / 'scatter.png'}, {target / 'cdf.png'}")
 
 

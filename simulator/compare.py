@@ -22,6 +22,7 @@ import yaml
 
 from .errors import ConfigError
 from .network_fit import message_overheads
+from .replace import COMPARE_FILES
 from .runner import read_summary
 
 #: Columns compared for equality (communication).
@@ -118,7 +119,9 @@ def write_comparison(result: dict[str, object], out: Path) -> list[Path]:
     result["pairs"].to_csv(out / "pairs.csv", index=False)
     result["table"].to_csv(out / "table.csv", index=False)
     result["delays"].to_csv(out / "delays.csv", index=False)
-    return [*_figures(result["pairs"], out)]
+    written = _figures(result["pairs"], out)
+    assert {p.name for p in written} | {"pairs.csv", "table.csv", "delays.csv"} <= COMPARE_FILES
+    return written
 
 
 def _figures(pairs: pd.DataFrame, out: Path) -> list[Path]:
@@ -139,8 +142,10 @@ def _figures(pairs: pd.DataFrame, out: Path) -> list[Path]:
         lo = float(min(finite["completion_time_sim"].min(), finite["completion_time_real"].min()))
         hi = float(max(finite["completion_time_sim"].max(), finite["completion_time_real"].max()))
         ax.plot([lo, hi], [lo, hi], color="k", lw=1, label="measured = predicted")
-        ax.plot([lo, hi], [1.1 * lo, 1.1 * hi], color="k", lw=0.8, ls=":", label="+10%")
-    ax.set(xlabel="predicted completion time (simulator)", ylabel="measured completion time",
+        ax.plot([lo, hi], [1.1 * lo, 1.1 * hi], color="k", lw=0.8, ls=":", label="±10%")
+        ax.plot([lo, hi], [0.9 * lo, 0.9 * hi], color="k", lw=0.8, ls=":")
+    ax.set(xlabel="predicted completion time (simulator; time units)",
+           ylabel="measured completion time (time units)",
            title="each trial of each scheme")  # fmt: skip
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -148,7 +153,7 @@ def _figures(pairs: pd.DataFrame, out: Path) -> list[Path]:
     fig.savefig(scatter, dpi=110)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = plt.subplots(figsize=(9.5, 5))
     for i, scheme in enumerate(schemes):
         part = pairs[pairs["scheme"] == scheme]
         color = f"C{i % 10}"
@@ -156,12 +161,13 @@ def _figures(pairs: pd.DataFrame, out: Path) -> list[Path]:
                                      ("completion_time_sim", "--", "predicted")):  # fmt: skip
             values = np.sort(part[column].to_numpy(float))
             values = values[np.isfinite(values)]
-            if values.size:
-                ax.step(values, np.arange(1, values.size + 1) / len(part), where="post",
+            if values.size:  # from 0 at the first value: no trial has decoded before it
+                shares = np.arange(values.size + 1) / len(part)
+                ax.step(np.concatenate([values[:1], values]), shares, where="post",
                         color=color, ls=style, label=f"{scheme} {label}")  # fmt: skip
-    ax.set(xlabel="completion time", ylabel="fraction of trials decoded by then",
+    ax.set(xlabel="completion time (time units)", ylabel="fraction of trials decoded by then",
            title="completion time CDF: measured (solid) vs predicted (dashed)")  # fmt: skip
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))  # beside, not over
     fig.tight_layout()
     cdf = out / "cdf.png"
     fig.savefig(cdf, dpi=110)

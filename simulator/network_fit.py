@@ -125,10 +125,11 @@ class QueueReplay:
 def fit_network(events: pd.DataFrame) -> tuple[dict[str, float], dict[str, float]]:
     """(``latency``, ``time_per_float``, ``ps_overhead``) fitted to a trace's arrival instants
     by robust least squares (soft L1: a few stalled messages do not drag the fit) over the PS
-    queue's replay, started from the delay-only fit; and the median |error| of the arrival
-    instants under the delay-only fit ('delays') and under the full one ('queue'). The full
-    fit is kept unless its mean |error| (what it minimizes) is larger: the burst a queue
-    explains may be a few messages of many, invisible in a median."""
+    queue's replay, started from the delay-only fit; and the median and mean |error| of the
+    arrival instants under the delay-only fit ('delays', 'delays_mean') and under the full one
+    ('queue', 'queue_mean'). The full fit is kept unless its mean |error| (what it minimizes)
+    is larger: the burst a queue explains may be a few messages of many, invisible in a
+    median."""
     pairs = message_pairs(events)
     replay = QueueReplay(pairs)
     start = fit_delays(message_overheads(events))
@@ -136,7 +137,8 @@ def fit_network(events: pd.DataFrame) -> tuple[dict[str, float], dict[str, float
     if typical <= 0:  # most messages took no time (a simulation of a free network, say)
         zero = {"latency": 0.0, "time_per_float": 0.0, "ps_overhead": 0.0}
         error = float(np.median(np.abs(replay.errors(zero))))
-        return zero, {"delays": error, "queue": error}
+        mean = float(np.mean(np.abs(replay.errors(zero))))
+        return zero, {"delays": error, "queue": error, "delays_mean": mean, "queue_mean": mean}
     scale = typical
     floats = max(float(pairs["size"].max()), 1.0)
     names = ("latency", "time_per_float", "ps_overhead")
@@ -171,7 +173,12 @@ def fit_network(events: pd.DataFrame) -> tuple[dict[str, float], dict[str, float
     by_delays, by_queue = np.abs(replay.errors(start)), np.abs(replay.errors(fitted))
     if by_queue.mean() > by_delays.mean():  # the fit's own criterion: the queue explains less
         fitted, by_queue = {**start, "ps_overhead": 0.0}, by_delays
-    return fitted, {"delays": float(np.median(by_delays)), "queue": float(np.median(by_queue))}
+    return fitted, {
+        "delays": float(np.median(by_delays)),
+        "queue": float(np.median(by_queue)),
+        "delays_mean": float(by_delays.mean()),
+        "queue_mean": float(by_queue.mean()),
+    }
 
 
 def network_block(params: dict[str, float]) -> str:

@@ -29,8 +29,9 @@ from .paths import short_path
 from .scratch import scratch_path
 
 #: What a run directory may hold: the five files ``write_run`` writes, the figures ``gcsim
-#: plot`` writes, the traces ``gcsim trace`` writes. "May": a run directory of an older gcsim,
-#: without ``schemes.parquet``, is still recognised and replaceable.
+#: plot`` writes, the traces ``gcsim trace`` writes (and a real run's ``compare/``). "May": a
+#: run directory of an older gcsim, without ``schemes.parquet``, is still recognised and
+#: replaceable.
 RUN_FILES = frozenset(
     {
         "config.yaml",
@@ -45,6 +46,8 @@ RUN_FILES = frozenset(
 SWEEP_FILES = frozenset(
     {"sweep.json", "summary.parquet", "schemes.parquet", "training.parquet", "points"}
 )
+#: What ``gcsim compare`` writes under a real run's ``compare/`` (``compare.write_comparison``).
+COMPARE_FILES = frozenset({"pairs.csv", "table.csv", "delays.csv", "scatter.png", "cdf.png"})
 _TRACE = re.compile(r"^trace_trial\d+\.json$")
 _FIGURE = re.compile(r"^[^/]+\.(png|pdf)$")
 
@@ -80,6 +83,9 @@ def foreign_entries(path: Path, kind: str) -> list[str]:
             continue
         if name == "figures" and entry.is_dir() and not entry.is_symlink():
             foreign += [f"figures/{f.name}" for f in entry.iterdir() if not _FIGURE.match(f.name)]
+            continue
+        if kind == "run" and name == "compare" and entry.is_dir() and not entry.is_symlink():
+            foreign += [f"compare/{f.name}" for f in entry.iterdir() if f.name not in COMPARE_FILES]
             continue
         if kind == "sweep" and name.startswith(".") and name.endswith(".tmp"):
             continue  # the sweep's own staging files

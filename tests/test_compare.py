@@ -61,3 +61,17 @@ def test_compare_refuses_other_configs_and_simulations(runs, gcsim) -> None:
     assert out.exit_code == 2 and "not a run directory" in out.stderr
     assert "Traceback" not in out.output
     assert tree(runs) == before
+
+
+def test_a_real_run_with_its_comparison_is_still_replaceable(runs, gcsim) -> None:
+    """``compare/`` (default output) is gcsim's own: ``--force`` replaces the run holding it,
+    but not one holding a file gcsim did not write there."""
+    assert gcsim(["compare", "sim", "real"], runs).exit_code == 0
+    assert (runs / "real" / "compare" / "cdf.png").is_file()
+    again = gcsim(["run", "c.yaml", "--out", "real", "--force", "-q"], runs)
+    assert again.exit_code == 0, again.output
+    assert gcsim(["compare", "sim", "sim"], runs).exit_code == 2  # a simulation, not a real run
+    (runs / "sim" / "compare").mkdir()
+    (runs / "sim" / "compare" / "notes.txt").write_text("mine")
+    refused = gcsim(["run", "c.yaml", "--out", "sim", "--force", "-q"], runs)
+    assert refused.exit_code == 2 and "compare/notes.txt" in refused.stderr

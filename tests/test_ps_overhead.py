@@ -157,5 +157,5 @@ def test_fit_of_a_free_network_is_zero() -> None:
     events = run(_experiment({}, SCHEMES, trials=5, output={"events_trials": 5})).events
     fitted, quality = fit_network(events)
     assert fitted == {"latency": 0.0, "time_per_float": 0.0, "ps_overhead": 0.0}
-    assert quality == {"delays": 0.0, "queue": 0.0}
+    assert set(quality.values()) == {0.0}
     assert network_block(fitted) == "network: {latency: 0, time_per_float: 0}"

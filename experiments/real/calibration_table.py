@@ -10,7 +10,7 @@ per scheme: median / p95 relative error of the completion time, uncalibrated, ca
 held out (the network fitted on the first half of the trials only, the errors of the second
 half: a prediction, not a fit), and the share of trials whose upload count equals the
 simulator's (uncalibrated / calibrated); then the fitted network. The simulations go to
-REAL_RUN/calibration/.
+REAL_RUN-calibration/ beside it.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def rows(real: Path) -> tuple[dict[str, pd.DataFrame], dict[str, float], dict[st
     half, _ = fit_network(events[events["trial"].isin(first)])
 
     def pairs(net: dict[str, float] | None, name: str) -> pd.DataFrame:
-        return compare(_simulate(real, net, real / "calibration" / name), real)["pairs"]
+        out = real.parent / f"{real.name}-calibration" / name  # beside it: the run stays whole
+        return compare(_simulate(real, net, out), real)["pairs"]
 
     tables = {
         "uncalibrated": _errors(pairs(None, "uncalibrated")),
@@ -81,7 +82,7 @@ def main(paths: list[str]) -> None:
         tables, network, quality = rows(real)
         print(f"\n{real}:\n")
         print("| scheme | " + " | ".join(f"{name} median / p95" for name in tables)
-              + " | msgs equal |")  # fmt: skip
+              + " | msgs equal (uncal. / cal.) |")  # fmt: skip
         print("|---|" + "---|" * (len(tables) + 1))
         # msgs equal: the share of trials whose upload count equals the simulator's,
         # uncalibrated / calibrated

@@ -141,7 +141,8 @@ def _workers(exp: Experiment, protocols, dask: str) -> Iterator[tuple[object, li
     try:
         from distributed import Client, LocalCluster
     except ImportError:
-        raise ConfigError([("--dask", "Dask is not installed: pip install -e '.[dask]'")]) from None
+        why = "its worker processes are Dask's, and Dask is not installed: pip install -e '.[dask]'"
+        raise ConfigError([("emulate", why)]) from None
     from ..executors import _silenced, _stop_local_cluster
 
     # direct_to_workers: actor calls go straight to the worker; by default (None) Dask routes
