@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
@@ -756,7 +757,8 @@ def _type_name(annotation) -> str:
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
-    help="Where fit.png and fits.csv go (default results/fit/<name of TIMES>).",
+    help="Where fit.png and fits.csv go (default: RUN_DIR/fit for a run directory or its "
+    "events.parquet, else results/fit/<file name>).",
 )
 @click.option(
     "--bootstrap", type=click.IntRange(min=0), default=50, show_default=True,
@@ -776,7 +778,7 @@ def fit_command(times: str, column: str | None, out: str | None, bootstrap: int)
         network = None
         if frame is not None and fit.is_events(frame) and _has_messages(frame):
             network, quality = network_fit.fit_network(frame)
-        target = Path(out) if out else Path("results") / "fit" / Path(times).resolve().name
+        target = Path(out) if out else fit.default_out(Path(times))
         fit.write_report(fits, values, target, censored)
     except (cfg.ConfigError, OSError) as exc:
         _fail(_problem_lines(exc))
@@ -784,6 +786,10 @@ def fit_command(times: str, column: str | None, out: str | None, bootstrap: int)
     console.print(fit.fits_table(fits, values, censored))
     click.echo("\n# paste into the config's cluster: section")
     click.echo("  " + fits[0].block(per))
+    mean = fits[0].model(per).mean()
+    if mean is None or not math.isfinite(mean):
+        click.echo(f"# note: this {fits[0].dist} has no finite mean (its tail is that heavy); "
+                   "check the data for stalls, or take the next law down the ranking")  # fmt: skip
     if network is not None:
         click.echo("  " + network_fit.network_block(network))
         click.echo(

@@ -66,7 +66,13 @@ def compare(sim_dir: Path, real_dir: Path) -> dict[str, object]:
     problems = _comparable(sim_config, real_config)
     if not manifest.get("real"):
         problems.append(("REAL_RUN", f"{real_dir} is a simulation (its manifest is not marked "
-                         "real); give the directory gcsim emulate wrote"))  # fmt: skip
+                         "real); give the directory gcsim emulate wrote (gcsim compare "
+                         "SIM_RUN REAL_RUN: the simulation first)"))  # fmt: skip
+    elif manifest.get("time_scale") == 0:
+        problems.append(("REAL_RUN", f"{real_dir} was emulated with --time-scale 0: its times "
+                         "are the machines' own seconds, not the config's drawn times, so no "
+                         "trial has a prediction; emulate with --time-scale > 0 to compare, "
+                         "or fit its times (gcsim fit)"))  # fmt: skip
     if problems:
         raise ConfigError(problems)
     keys = [k for k in ("scheme", "trial", "iteration") if k in real and k in sim]

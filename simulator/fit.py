@@ -318,6 +318,17 @@ def chunk_durations(events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, str]:
     return np.asarray(durations, dtype=float), np.asarray(censored, dtype=float), per
 
 
+def default_out(times: Path) -> Path:
+    """Where a fit's report goes: inside the run directory it came from (``fit/``, beside
+    ``compare/``), else ``results/fit/<file name>``."""
+    times = Path(times)
+    run = times if times.is_dir() else times.parent
+    if times.is_dir() or times.name == "events.parquet":
+        if (run / "manifest.json").is_file():
+            return run / "fit"
+    return Path("results") / "fit" / times.stem
+
+
 def measured_times(path: Path, column: str | None) -> tuple[np.ndarray, np.ndarray, str]:
     """The times to fit from ``path``, the censored ones, and the ``per`` they suggest: a column
     of a table (nothing censored), or the chunk durations of an events table (a run
@@ -356,8 +367,9 @@ def plot_fits(
     grid = np.linspace(0, float(np.quantile(data, 0.995)) * 1.1, 400)[1:]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     done = "completed" if censored.size else "measured"
-    left.hist(data, bins=min(60, max(10, data.size // 20)), density=True, color="0.8",
-              label=f"{done} (n={data.size})")  # fmt: skip
+    shown_range = (0.0, float(grid[-1]))  # the bulk: a few stalls would make one wide bin
+    left.hist(data, bins=min(60, max(10, data.size // 20)), range=shown_range, density=True,
+              color="0.8", label=f"{done} (n={data.size})")  # fmt: skip
     if censored.size:
         km = stats.ecdf(stats.CensoredData(uncensored=data, right=censored)).cdf
         right.step(km.quantiles, km.probabilities, where="post", color="k", lw=1.5,
@@ -381,6 +393,8 @@ def plot_fits(
         right.set_title("ECDF and fitted CDFs")
     right.set(xlabel="chunk time (time units)", ylabel="P(time <= x)", xlim=(grid[0], grid[-1]))
     left.set_xlim(grid[0], grid[-1])
+    for axis in (left, right):  # times of a few microseconds or of hours: powers of ten
+        axis.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4))
     left.legend(fontsize=8)
     right.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

@@ -48,6 +48,10 @@ SWEEP_FILES = frozenset(
 )
 #: What ``gcsim compare`` writes under a real run's ``compare/`` (``compare.write_comparison``).
 COMPARE_FILES = frozenset({"pairs.csv", "table.csv", "delays.csv", "scatter.png", "cdf.png"})
+#: What ``gcsim fit`` writes under a run's ``fit/`` (``fit.write_report``).
+FIT_FILES = frozenset({"fit.png", "fits.csv"})
+#: Sub-directories of a run directory that gcsim's own commands fill, and what they write.
+OWN_SUBDIRS = {"compare": COMPARE_FILES, "fit": FIT_FILES}
 _TRACE = re.compile(r"^trace_trial\d+\.json$")
 _FIGURE = re.compile(r"^[^/]+\.(png|pdf)$")
 
@@ -84,8 +88,9 @@ def foreign_entries(path: Path, kind: str) -> list[str]:
         if name == "figures" and entry.is_dir() and not entry.is_symlink():
             foreign += [f"figures/{f.name}" for f in entry.iterdir() if not _FIGURE.match(f.name)]
             continue
-        if kind == "run" and name == "compare" and entry.is_dir() and not entry.is_symlink():
-            foreign += [f"compare/{f.name}" for f in entry.iterdir() if f.name not in COMPARE_FILES]
+        if kind == "run" and name in OWN_SUBDIRS and entry.is_dir() and not entry.is_symlink():
+            own = OWN_SUBDIRS[name]
+            foreign += [f"{name}/{f.name}" for f in entry.iterdir() if f.name not in own]
             continue
         if kind == "sweep" and name.startswith(".") and name.endswith(".tmp"):
             continue  # the sweep's own staging files
