@@ -865,6 +865,7 @@ def compare_command(sim_run: str, real_run: str, out: str | None) -> None:
     try:
         result = compare(Path(sim_run), Path(real_run))
         target = Path(out) if out else Path(real_run) / "compare"
+        replaced = (target / "table.csv").is_file()
         write_comparison(result, target)
     except (cfg.ConfigError, OSError) as exc:
         _fail(_problem_lines(exc))
@@ -887,7 +888,8 @@ def compare_command(sim_run: str, real_run: str, out: str | None) -> None:
         click.echo(f"measured {row.kind} delay: median {row.median:.4g}{real}, p95 "
                    f"{row.p95:.4g} over {row.count} messages")  # fmt: skip
     click.echo(f"calibrate: gcsim fit {real_run}  (prints the network: block to simulate again)")
-    click.echo(f"figures: {target / 'scatter.png'}, {target / 'cdf.png'}")
+    again = " (replacing the previous comparison there)" if replaced else ""
+    click.echo(f"figures: {target / 'scatter.png'}, {target / 'cdf.png'}{again}")
 
 
 class Interrupted(BaseException):

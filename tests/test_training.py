@@ -337,8 +337,10 @@ def test_plot_training_from_rows_and_from_a_run_directory(tmp_path):
     run.mkdir()
     rows.to_parquet(run / "training.parquet")
     (run / "config.yaml").write_text("name: r\ntraining: {target_loss: 0.5}\n")
-    assert _read(run, None, None)[1:] == (0.5, "r")  # the target and name from config.yaml
-    assert _read(run, 0.2, "x")[1:] == (0.2, "x")  # unless given
+    assert _read(run, None, None, False)[1:] == (0.5, "r", False)  # from config.yaml
+    assert _read(run, 0.2, "x", False)[1:] == (0.2, "x", False)  # unless given
+    (run / "manifest.json").write_text('{"real": true, "time_scale": 0.01}')
+    assert _read(run, None, None, False)[3] is True  # an emulation's times are measured
     (run / "config.yaml").write_text("name: r\ntraining: {target_loss: null}\n")
     assert [p.name for p in plot_training(run, run / "figures")] == [
         "training_loss.png", "training_loss.pdf"

@@ -16,6 +16,8 @@ other way round.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +38,8 @@ GRID_POINTS = 400
 BAND = (0.25, 0.75)
 BAND_NOTE = "line: median over trials; band: 25-75% of trials"
 TIME_LABEL = "simulated wall-clock time (time units)"
+#: The same axis for a real run (``gcsim emulate``: measured times / the time scale).
+REAL_TIME_LABEL = "measured wall-clock time (time units)"
 
 
 def plot_training(
@@ -43,27 +47,29 @@ def plot_training(
     out_dir: Path | str,
     target: float | None = None,
     name: str | None = None,
+    real: bool = False,
 ) -> list[Path]:
     """Figures of a training run; returns the files written (PNG and PDF of each).
 
     ``source``: a run directory (reads ``training.parquet``; the target loss, unless given,
     from its ``config.yaml``) or the rows themselves. Writes ``training_loss`` (loss and, for a
     model that classifies, accuracy against time) and, with a target loss,
-    ``time_to_target``."""
-    frame, target, name = _read(source, target, name)
+    ``time_to_target``. ``real``: the times were measured (a run directory says so itself,
+    in its manifest)."""
+    frame, target, name, real = _read(source, target, name, real)
     if frame.empty:
         raise ValueError("no training rows to plot (training.parquet is empty)")
     order = list(dict.fromkeys(frame["scheme"]))
     out = Path(out_dir)
-    written = _loss_figure(frame, order, target, name, out)
+    written = _loss_figure(frame, order, target, name, out, real)
     if target is not None:
-        written += _target_figure(frame, order, target, name, out)
+        written += _target_figure(frame, order, target, name, out, real)
     return written
 
 
-def _read(source, target, name) -> tuple[pd.DataFrame, float | None, str | None]:
+def _read(source, target, name, real) -> tuple[pd.DataFrame, float | None, str | None, bool]:
     if isinstance(source, pd.DataFrame):
-        return source, target, name
+        return source, target, name, real
     run_dir = Path(source)
     path = run_dir / "training.parquet"
     if not path.is_file():
@@ -75,7 +81,11 @@ def _read(source, target, name) -> tuple[pd.DataFrame, float | None, str | None]
         training = config.get("training") or {}
         target = target if target is not None else training.get("target_loss")
         name = name if name is not None else config.get("name")
-    return frame, target, name
+    manifest_path = run_dir / "manifest.json"
+    if manifest_path.is_file():
+        with contextlib.suppress(ValueError, OSError):
+            real = real or json.loads(manifest_path.read_text(encoding="utf-8")).get("real") is True
+    return frame, target, name, real
 
 
 # ------------------------------------------------------------------------------------------
@@ -114,7 +124,7 @@ def _curves(frame: pd.DataFrame, column: str, order: Sequence[str]):
     return out
 
 
-def _loss_figure(frame, order, target, name, out: Path) -> list[Path]:
+def _loss_figure(frame, order, target, name, out: Path, real: bool = False) -> list[Path]:
     accuracy = bool(frame["accuracy"].notna().any())
     trials = frame["trial"].nunique()
     with matplotlib.rc_context(PAPER_STYLE):
@@ -139,7 +149,7 @@ def _loss_figure(frame, order, target, name, out: Path) -> list[Path]:
                     markevery=(index * 13 % 40 + 10, 80),
                     label=scheme,
                 )
-            ax.set_xlabel(TIME_LABEL)
+            ax.set_xlabel(REAL_TIME_LABEL if real else TIME_LABEL)
             ax.set_ylabel(label)
             ax.set_xlim(left=0)
             if column == "loss":
@@ -167,7 +177,7 @@ def _loss_figure(frame, order, target, name, out: Path) -> list[Path]:
                     top = max(float(np.nanmax(curves[s][3])) for s in order)
                     ax.set_ylim(bottom, min(1.0, top + 0.1 * (top - bottom)))
                     note += f";\naccuracy axis from {bottom:.3g} (the first steps are below)"
-        title = "Training loss against simulated time"
+        title = f"Training loss against {'measured' if real else 'simulated'} time"
         fig.suptitle(f"{title}{f' — {name}' if name else ''} ({trials} trials)", x=0.02, ha="left")
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="outside right upper", title="scheme")
@@ -209,7 +219,7 @@ def _accuracy_floor(curves, order) -> float | None:
 # Time to the target loss
 
 
-def _target_figure(frame, order, target, name, out: Path) -> list[Path]:
+def _target_figure(frame, order, target, name, out: Path, real: bool = False) -> list[Path]:
     summary = target_summary(frame, target).set_index("scheme").loc[list(order)]
     finite = summary[["median", "low", "high"]].to_numpy(float)
     finite = finite[np.isfinite(finite)]
@@ -269,7 +279,7 @@ def _target_figure(frame, order, target, name, out: Path) -> list[Path]:
         ax.set_yticks(range(len(order)), list(reversed(order)))
         ax.set_ylim(-0.6, len(order) - 0.3)
         ax.set_xlim(0, right)
-        ax.set_xlabel(TIME_LABEL)
+        ax.set_xlabel(REAL_TIME_LABEL if real else TIME_LABEL)
         ax.set_title(f"Time to loss <= {target:.3g}{f' — {name}' if name else ''}")
         fig.supxlabel(
             f"marker: median over trials; bar: {low_q}-{high_q} of trials (an arrow: "
