@@ -337,8 +337,9 @@ class TrialRun:
         """The PS spends ``ps_overhead`` on the message (first come, first served), then reacts."""
         with self.ps_busy.request() as turn:
             yield turn
-            yield self.env.timeout(self.network.ps_overhead)
-        self.ps_handles(msg)
+            spent = self.env.timeout(self.network.ps_overhead, msg)
+            yield spent
+        self.deliver_to_ps(spent)
 
     def leave_ps(self, msg: Message, delay: float):
         """A message from a PS that handles one message at a time: it leaves once the PS has
@@ -351,11 +352,9 @@ class TrialRun:
     def deliver_to_ps(self, event: simpy.Event) -> None:
         """The PS handles a message at its arrival: no inbox and no PS process (which cost a
         store put, a get and a generator resume per message)."""
-        self.ps_handles(event._value)
-
-    def ps_handles(self, msg: Message) -> None:
         if self.decided:
             return
+        msg: Message = event._value
         now = self.env._now
         if self.trace:
             self.trace(now, f"{msg.kind}_received", msg.worker, msg.chunk, msg.size)
