@@ -70,18 +70,6 @@ def test_original_gc_uploads_in_small_groups(monkeypatch: pytest.MonkeyPatch):
     assert p.payloads(workers, blocks).tobytes() == whole.tobytes()
 
 
-def _reference_estimate(p, known, coefs, blocks, up_at, down_at) -> np.ndarray:
-    """The route planned_estimate replaces, as the fast engine wrote it before."""
-    plan = p.assignments(known)
-    order = sorted(plan, key=lambda w: (up_at[w], down_at[w], w))
-    uploads = []
-    for worker in order:
-        chunks = [chunk for chunk, _ in plan[worker]]
-        matrix = p.worker_coefficients(coefs, plan[worker])
-        uploads.append((worker, p.upload(matrix, chunks, blocks)))
-    return p.estimate(uploads)
-
-
 @pytest.mark.parametrize("dim", [1, 2, 5, 120])
 @pytest.mark.parametrize("ell, load", [(1, 3), (2, 4), (3, 4)])
 def test_partial_gc_planned_estimate_is_the_per_upload_estimate(ell: int, load: int, dim: int):
@@ -103,7 +91,7 @@ def test_partial_gc_planned_estimate_is_the_per_upload_estimate(ell: int, load: 
         blocks = split_blocks(rng.standard_normal((p.chunks, dim)), ell)
         down_at = rng.integers(0, 3, p.workers).astype(float)  # ties on purpose
         up_at = down_at + rng.integers(0, 2, p.workers)
-        expected = _reference_estimate(p, known, coefs, blocks, up_at, down_at)
+        expected = p.per_upload_estimate(p.assignments(known), coefs, blocks, up_at, down_at)
         got = p.planned_estimate(known, coefs, blocks, up_at, down_at)
         assert got.tobytes() == expected.tobytes(), case
 

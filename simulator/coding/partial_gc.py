@@ -340,6 +340,24 @@ class PartialGC(Protocol):
             total += np.outer(self.decoder[:, worker], vector)
         return join_blocks(total, self.dim)
 
+    def per_upload_estimate(
+        self,
+        plan: dict[int, list[tuple[int, int]]],
+        coefs: list[np.ndarray],
+        blocks: np.ndarray,
+        up_at: np.ndarray,
+        down_at: np.ndarray,
+    ) -> np.ndarray:
+        """``planned_estimate`` the plain way, from the plan (``assignments``): each planned
+        worker's ``worker_coefficients`` and ``upload``, summed by ``estimate`` in arrival order
+        (``up_at``, ties by ``down_at``, then by worker)."""
+        uploads = []
+        for worker in sorted(plan, key=lambda w: (up_at[w], down_at[w], w)):
+            chunks = [chunk for chunk, _ in plan[worker]]
+            matrix = self.worker_coefficients(coefs, plan[worker])
+            uploads.append((worker, self.upload(matrix, chunks, blocks)))
+        return self.estimate(uploads)
+
     def planned_estimate(
         self,
         known: list[list[int]],
@@ -356,13 +374,7 @@ class PartialGC(Protocol):
         Blocks of length 1 take the per-worker route: einsum sums them with another kernel."""
         plan = self.assignments(known)
         if blocks.shape[2] < 2 or not plan:
-            order = sorted(plan, key=lambda w: (up_at[w], down_at[w], w))
-            uploads = []
-            for worker in order:
-                chunks = [chunk for chunk, _ in plan[worker]]
-                matrix = self.worker_coefficients(coefs, plan[worker])
-                uploads.append((worker, self.upload(matrix, chunks, blocks)))
-            return self.estimate(uploads)
+            return self.per_upload_estimate(plan, coefs, blocks, up_at, down_at)
         sizes = np.fromiter((len(rows) for rows in known), np.int64, len(known))
         workers = np.fromiter((w for rows in known for w in rows), np.int64, int(sizes.sum()))
         chunks = np.repeat(np.arange(len(known)), sizes)
