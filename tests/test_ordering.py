@@ -29,13 +29,16 @@ def min_over_orderings(assignment: asg.Assignment, chunks: int, ell: int) -> int
     return min(od.q_max(o, chunks, ell) for o in all_orderings(assignment))
 
 
-def irregular(workers: int, chunks: int, low: int, high: int, seed: int) -> asg.Assignment:
-    """A seeded assignment with unequal loads in which every chunk has at least two holders."""
+def irregular(
+    workers: int, chunks: int, low: int, high: int, seed: int, holders: int = 2
+) -> asg.Assignment:
+    """A seeded assignment with unequal loads in which every chunk has at least ``holders``
+    holders."""
     rng = generator(seed, "test.irregular", workers, chunks)
     while True:
         sizes = rng.integers(low, high + 1, size=workers)
         a = [sorted(rng.choice(chunks, size=int(k), replace=False).tolist()) for k in sizes]
-        if min(asg.replication(a, chunks)) >= 2:
+        if min(asg.replication(a, chunks)) >= holders:
             return a
 
 

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from simulator.cli import cli
 from simulator.coding import assignment as asg
 from simulator.coding import ordering as od
-from simulator.streams import generator
+
+from .test_ordering import irregular
 
 
 def q_star(m: int, load: int, ell: int) -> int:
@@ -110,15 +111,6 @@ def plain_local_search(
     return best[0], best_order
 
 
-def irregular(workers: int, chunks: int, low: int, high: int, seed: int) -> asg.Assignment:
-    rng = generator(seed, "test.ordering_ell", workers, chunks)
-    while True:
-        sizes = rng.integers(low, high + 1, size=workers)
-        a = [sorted(rng.choice(chunks, size=int(k), replace=False).tolist()) for k in sizes]
-        if min(asg.replication(a, chunks)) >= 1:
-            return a
-
-
 CASES = [
     *[("irregular", 7 + s % 5, 6 + s % 7, s) for s in range(12)],
     *[("regular", m, load, s) for s, (m, load) in enumerate([(12, 5), (20, 6), (15, 7), (9, 3)])],
@@ -134,7 +126,7 @@ def test_array_search_makes_the_plain_search_moves(kind: str, m: int, size: int,
         a, chunks = asg.random_regular(m, size, seed), m
         starts = [od.random_order(a, seed), od.balanced(a, m)]
     else:
-        a, chunks = irregular(m, size, 1, min(size, 5), seed), size
+        a, chunks = irregular(m, size, 1, min(size, 5), seed, holders=1), size
         starts = [od.natural(a), od.random_order(a, seed)]
     top_ell = min(asg.replication(a, chunks))
     ells = sorted({1, min(2, top_ell), (top_ell + 1) // 2, top_ell})
@@ -149,7 +141,7 @@ def test_array_search_makes_the_plain_search_moves(kind: str, m: int, size: int,
 
 def test_search_state_scores_match_sorting() -> None:
     """The (base, thr) shortcut gives the f of both chunks for every possible swap."""
-    a = irregular(6, 7, 1, 5, seed=3)
+    a = irregular(6, 7, 1, 5, seed=3, holders=1)
     order = od.random_order(a, 1)
     for ell in (1, 2):
         state = od._Search(order, 7, ell)
